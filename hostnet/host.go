@@ -17,6 +17,16 @@ type Host struct {
 	ns     netns.NsHandle // -1: the process's namespace, no switching
 	nl     *netlink.Handle
 	closed bool
+	// failpoint, when set (tests only), can fail a setup step by name to
+	// exercise the rollback.
+	failpoint func(step string) error
+}
+
+func (h *Host) fail(step string) error {
+	if h.failpoint == nil {
+		return nil
+	}
+	return h.failpoint(step)
 }
 
 // OpenHost works in the calling process's network namespace.

@@ -166,13 +166,14 @@ func ctState(bits uint32) []expr.Any {
 	}
 }
 
-// dnat to addr:port.
+// dnat to addr:port. The max registers equal the min ones, as the kernel
+// stores them (so a listed rule compares equal to a built one).
 func dnat(addr netip.Addr, port uint16) []expr.Any {
 	a := addr.As4()
 	return []expr.Any{
 		&expr.Immediate{Register: 1, Data: a[:]},
 		&expr.Immediate{Register: 2, Data: binary.BigEndian.AppendUint16(nil, port)},
-		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegAddrMax: 1, RegProtoMin: 2, RegProtoMax: 2, Specified: true},
 	}
 }
 

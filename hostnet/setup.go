@@ -263,9 +263,11 @@ func (r *setupRun) bridgeMode() error {
 	if err := r.setSysctl(sysctlRouteLocalnet(cfg.Bridge), "1"); err != nil {
 		return err
 	}
-	r.rep.add(StatusOK, "sysctl", "IP forwarding on, route_localnet on %s", cfg.Bridge)
 
 	// nftables, last: one atomic batch, nothing to undo if it fails.
+	if err := h.fail("nftables"); err != nil {
+		return err
+	}
 	changed, err := h.applyRuleset(buildRuleset(cfg))
 	if err != nil {
 		return err
@@ -310,6 +312,7 @@ func (r *setupRun) setSysctl(key, value string) error {
 	}
 	r.undo.push("set "+sysctlName(key), func() error { return r.h.writeSysctl(key, old) })
 	r.changed = true
+	r.rep.add(StatusOK, "sysctl", "%s = %s (was %s)", sysctlName(key), value, old)
 	if _, ok := r.st.sysctl(key); !ok {
 		r.st.Sysctls = append(r.st.Sysctls, SysctlChange{Key: key, Previous: old, Value: value})
 	}

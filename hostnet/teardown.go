@@ -57,7 +57,7 @@ func (h *Host) Teardown(cfg Config) (*Report, error) {
 			rep.add(StatusOK, "macvtap", "Removed macvtap %s", c.Macvtap)
 		}
 	}
-	bridgeGone := false
+	bridgeGone, bridgeKept := false, false
 	if c.Mode == ModeBridge {
 		br, err := h.linkByName(c.Bridge)
 		switch {
@@ -81,7 +81,8 @@ func (h *Host) Teardown(cfg Config) (*Report, error) {
 				break
 			}
 			if len(ports) > 0 {
-				rep.add(StatusWarn, "bridge", "Bridge %s kept: %s still attached", c.Bridge, strings.Join(ports, ", "))
+				rep.add(StatusWarn, "bridge", "Bridge %s kept: %s still attached (run teardown again once detached)", c.Bridge, strings.Join(ports, ", "))
+				bridgeKept = true
 				break
 			}
 			if err := h.nl.LinkDel(br); ignoreGone(err) != nil {
@@ -92,10 +93,17 @@ func (h *Host) Teardown(cfg Config) (*Report, error) {
 			rep.add(StatusOK, "bridge", "Removed bridge %s", c.Bridge)
 		}
 	}
+	var left []SysctlChange
 	for i := len(st.Sysctls) - 1; i >= 0; i-- {
 		s := st.Sysctls[i]
-		if bridgeGone && s.Key == sysctlRouteLocalnet(c.Bridge) {
-			continue // went with the bridge
+		if s.Key == sysctlRouteLocalnet(c.Bridge) {
+			if bridgeGone {
+				continue // went with the bridge
+			}
+			if bridgeKept {
+				left = append(left, s) // restored when the bridge goes
+				continue
+			}
 		}
 		if err := h.writeSysctl(s.Key, s.Previous); err != nil {
 			if errors.Is(err, os.ErrNotExist) {
@@ -108,6 +116,11 @@ func (h *Host) Teardown(cfg Config) (*Report, error) {
 	}
 	if len(errs) > 0 {
 		return rep, errors.Join(errs...)
+	}
+	if bridgeKept {
+		// Remember the bridge (and its sysctl) for the next teardown.
+		kept := &State{Config: c, CreatedBridge: true, AddedAddress: st.AddedAddress, Sysctls: left}
+		return rep, kept.save(path)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return rep, fmt.Errorf("remove state %s: %w", path, err)
