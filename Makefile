@@ -22,5 +22,18 @@ unit: ## unit tests (root-only tests need root; under CI=true they never skip)
 
 test: check-fmt vet unit testbed-test ## everything CI runs
 
+NETFLAGS ?=
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+network-setup: build ## host network: bridge hlsbr0, TAP hlstap0, NAT, port forwards (NETFLAGS="--forward 17080:17080 ...")
+	$(SUDO) $(BIN) network setup $(NETFLAGS)
+
+network-teardown: build ## remove what network-setup made, restore sysctls
+	$(SUDO) $(BIN) network teardown $(NETFLAGS)
+
+network-check: build ## verify the host network (NETFLAGS="--vm" to require a running VM)
+	$(SUDO) $(BIN) network check $(NETFLAGS)
+
+.PHONY: network-setup network-teardown network-check
+
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'

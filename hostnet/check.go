@@ -185,6 +185,9 @@ func (h *Host) checkTables(cfg *Config) []Line {
 
 func (h *Host) checkSysctl(name, key, what string) Line {
 	v, err := h.readSysctl(key)
+	if errors.Is(err, os.ErrNotExist) {
+		return required(name, false, "", what+": not set (no such interface)", fixSetup)
+	}
 	if err != nil {
 		return required(name, false, "", err.Error(), fixSetup)
 	}

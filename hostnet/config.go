@@ -129,6 +129,23 @@ func InvokingUser() (uid, gid int) {
 	return uid, gid
 }
 
+// ParseOwner parses UID[:GID]; without GID the group is the UID's number.
+func ParseOwner(s string) (uid, gid int, err error) {
+	u, g, hasG := strings.Cut(s, ":")
+	uid, err = strconv.Atoi(u)
+	if err != nil || uid < 0 {
+		return 0, 0, invalidf("owner %q: want numeric UID[:GID]", s)
+	}
+	gid = uid
+	if hasG {
+		gid, err = strconv.Atoi(g)
+		if err != nil || gid < 0 {
+			return 0, 0, invalidf("owner %q: want numeric UID[:GID]", s)
+		}
+	}
+	return uid, gid, nil
+}
+
 // Validate checks the configuration and returns a one-line ErrInvalidConfig.
 func (c *Config) Validate() error {
 	switch c.Mode {

@@ -209,4 +209,3 @@ func TestSetupForwardsTeardown(t *testing.T) {
 		}
 	})
 }
-

@@ -41,6 +41,7 @@ func newApp() *cli.App {
 		},
 		Commands: []*cli.Command{
 			// Each command lives in its own file of this package.
+			networkCommand(),
 		},
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {},
