@@ -1,0 +1,105 @@
+# tests/testbed/lib.sh — shell helpers for scripts that tests/testbed/run runs in L1. Source it:
+#   . "$HLSVMM_REPO/tests/testbed/lib.sh"
+# The QEMU invocation here is THE reference every hlsvmm benchmark compares with: change it with care.
+
+TB_GUEST_IP=${TB_GUEST_IP:-10.177.0.10}
+TB_BRIDGE=${TB_BRIDGE:-hlsbr0}
+TB_BRIDGE_CIDR=${TB_BRIDGE_CIDR:-10.177.0.1/24}
+TB_GATEWAY=${TB_BRIDGE_CIDR%/*}
+TB_ORIGIN_PORT=17080
+TB_METRICS_PORT=9100
+
+# tb_fail MSG: print MSG and exit 1.
+tb_fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# Phase timing: tb_phase NAME starts a phase (ending the previous one); tb_phase_end ends it.
+# Each prints "phase NAME: S.Ss" (wall clock of L1).
+_tb_phase= _tb_phase_t0=
+tb_now() { cut -d' ' -f1 /proc/uptime; }
+tb_phase_end() {
+	[ -n "$_tb_phase" ] || return 0
+	awk -v n="$_tb_phase" -v a="$_tb_phase_t0" -v b="$(tb_now)" 'BEGIN{printf "phase %-28s %6.1fs\n", n ":", b-a}'
+	_tb_phase=
+}
+tb_phase() { tb_phase_end; _tb_phase=$1; _tb_phase_t0=$(tb_now); }
+
+# tb_bridge_up: bridge TB_BRIDGE with address TB_BRIDGE_CIDR, up (real iproute2).
+tb_bridge_up() {
+	ip link add "$TB_BRIDGE" type bridge &&
+		ip addr add "$TB_BRIDGE_CIDR" dev "$TB_BRIDGE" &&
+		ip link set "$TB_BRIDGE" up
+}
+
+# tb_tap_add TAP: a persistent TAP with a virtio-net header, enslaved to TB_BRIDGE and up.
+tb_tap_add() {
+	ip tuntap add "$1" mode tap vnet_hdr &&
+		ip link set "$1" master "$TB_BRIDGE" &&
+		ip link set "$1" up
+}
+
+# wait_marker LOG MARKER TIMEOUT_SECONDS [PID]: wait until LOG contains the line MARKER; print the
+# seconds it took. Fails (status 1) on timeout or if process PID exits first.
+wait_marker() {
+	local log=$1 marker=$2 timeout=$3 pid=${4:-} t0
+	t0=$(tb_now)
+	until grep -aq "^$marker" "$log" 2>/dev/null; do
+		if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+			echo "wait_marker: process $pid exited before $marker appeared in $log" >&2; return 1
+		fi
+		if awk -v a="$t0" -v b="$(tb_now)" -v t="$timeout" 'BEGIN{exit !(b-a > t)}'; then
+			echo "wait_marker: no $marker in $log after ${timeout}s" >&2; return 1
+		fi
+		sleep 0.1
+	done
+	awk -v a="$t0" -v b="$(tb_now)" 'BEGIN{printf "%.1f\n", b-a}'
+}
+
+# qemu_guest_start: boot the test guest (HLSVMM_KERNEL + HLSVMM_INITRD) under QEMU/KVM with
+# virtio-net-pci on TAP QEMU_GUEST_TAP (made by tb_tap_add), in the background. Settings (env):
+#   QEMU_GUEST_TAP (hlstap0)   QEMU_GUEST_VHOST (on)   QEMU_GUEST_MEM (1024, MiB)   QEMU_GUEST_CPUS (1)
+#   QEMU_GUEST_MAC (52:54:00:17:70:10)   QEMU_GUEST_APPEND (extra kernel parameters)
+#   QEMU_GUEST_LOG (serial console log; default $HLSVMM_OUT/qemu-guest.log)
+# Sets QEMU_GUEST_PID. The guest prints HLSVMM-GUEST-READY on its console when the origin listens.
+qemu_guest_start() {
+	local tap=${QEMU_GUEST_TAP:-hlstap0}
+	QEMU_GUEST_LOG=${QEMU_GUEST_LOG:-${HLSVMM_OUT:-/tmp}/qemu-guest.log}
+	: >"$QEMU_GUEST_LOG"
+	qemu-system-x86_64 \
+		-name hlsvmm-ref-guest -M q35 -enable-kvm -cpu host \
+		-smp "${QEMU_GUEST_CPUS:-1}" -m "${QEMU_GUEST_MEM:-1024}" \
+		-nodefaults -no-user-config -display none -no-reboot \
+		-kernel "$HLSVMM_KERNEL" -initrd "$HLSVMM_INITRD" \
+		-append "console=ttyS0 quiet panic=-1 ip=$TB_GUEST_IP::$TB_GATEWAY:255.255.255.0::eth0:off ${QEMU_GUEST_APPEND:-}" \
+		-chardev file,id=con,path="$QEMU_GUEST_LOG" -serial chardev:con \
+		-netdev tap,id=n0,ifname="$tap",script=no,downscript=no,vhost="${QEMU_GUEST_VHOST:-on}" \
+		-device virtio-net-pci,netdev=n0,mac="${QEMU_GUEST_MAC:-52:54:00:17:70:10}" \
+		</dev/null >"$QEMU_GUEST_LOG.qemu" 2>&1 &
+	QEMU_GUEST_PID=$!
+}
+
+# qemu_guest_stop: stop the guest started by qemu_guest_start (if any) and wait for it.
+qemu_guest_stop() {
+	[ -n "${QEMU_GUEST_PID:-}" ] || return 0
+	kill "$QEMU_GUEST_PID" 2>/dev/null
+	wait "$QEMU_GUEST_PID" 2>/dev/null
+	QEMU_GUEST_PID=
+}
+
+# segment_verify URL SEQ SIZE: fetch a segment and check its size, its X-Segment-Sha256 header and
+# its content against the origin's formula (tests/guest/origin: 32-byte records
+# "seg=%010d rec=%010d..\n" cut to SIZE).
+segment_verify() {
+	local url=$1 seq=$2 size=$3 f h want got
+	f=$(mktemp) h=$(mktemp)
+	curl -fsS --max-time 30 -D "$h" -o "$f" "$url" || { rm -f "$f" "$h"; echo "segment_verify: GET $url failed" >&2; return 1; }
+	got=$(stat -c %s "$f")
+	[ "$got" = "$size" ] || { rm -f "$f" "$h"; echo "segment_verify: $url: $got bytes, want $size" >&2; return 1; }
+	want=$(awk 'tolower($1)=="x-segment-sha256:"{print $2}' "$h" | tr -d '\r')
+	got=$(sha256sum <"$f" | cut -d' ' -f1)
+	[ -n "$want" ] && [ "$got" = "$want" ] || { rm -f "$f" "$h"; echo "segment_verify: $url: sha256 $got, header says '$want'" >&2; return 1; }
+	if ! awk -v n="$seq" -v size="$size" 'BEGIN{for (r = 0; r * 32 < size; r++) printf "seg=%010d rec=%010d..\n", n, r}' |
+		head -c "$size" | cmp -s - "$f"; then
+		rm -f "$f" "$h"; echo "segment_verify: $url: content differs from the formula for segment $seq" >&2; return 1
+	fi
+	rm -f "$f" "$h"
+}
