@@ -138,7 +138,8 @@ func placeKernel(mem *memory.Memory, h *Header) (kernelLayout, error) {
 	end := alignUp(max(load+payload, runEnd), pageSize)
 	start := min(load, run)
 	if end > 1<<32 {
-		return kernelLayout{}, fmt.Errorf("%w: the kernel would occupy [%#x, %#x), past 4 GiB", ErrKernelTooLarge, start, end)
+		return kernelLayout{}, fmt.Errorf("%w: it needs %d MiB at %#x (init_size %d MiB), which runs past 4 GiB",
+			ErrKernelTooLarge, mib(end-start), start, mib(uint64(h.InitSize)))
 	}
 	if _, err := mem.Slice(start, end-start); err != nil {
 		return kernelLayout{}, fmt.Errorf("%w: it needs %d MiB of RAM at %#x (init_size %d MiB), guest RAM below 4 GiB ends at %#x",
