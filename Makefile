@@ -22,6 +22,14 @@ unit: ## unit tests (root-only tests need root; under CI=true they never skip)
 
 test: check-fmt vet unit testbed-test ## everything CI runs
 
+testbed-test: ## nested KVM test bed: its own checks and the QEMU self-test (tests/testbed/check)
+	tests/testbed/check
+
+testbed-run: ## run one script as root in the test bed: make testbed-run SCRIPT=path [ARGS="..."]
+	tests/testbed/run $(SCRIPT) $(ARGS)
+
+.PHONY: testbed-run
+
 NETFLAGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 network-setup: build ## host network: bridge hlsbr0, TAP hlstap0, NAT, port forwards (NETFLAGS="--forward 17080:17080 ...")
