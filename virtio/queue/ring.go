@@ -41,11 +41,12 @@ func newRing(mem *memory.Memory, gpa, n uint64) (ring, error) {
 func (r ring) word(off int) (*uint32, uint) {
 	o := off + r.skew
 	w := o &^ 3
-	_ = r.b[w+3] // bounds check: newRing widened b to whole words
-	return (*uint32)(unsafe.Pointer(&r.b[w])), uint(o&3) * 8
+	// Slicing bounds-checks without reading (a plain read here would race
+	// with the driver's atomic writes); newRing widened b to whole words.
+	return (*uint32)(unsafe.Pointer(unsafe.SliceData(r.b[w : w+4]))), uint(o&3) * 8
 }
 
-// plain16/putPlain16/putPlain32 access ring entries that are ordered by the
+// plain16 and putPlain32 access ring entries that are ordered by the
 // indexes and need no atomics.
 func (r ring) plain16(off int) uint16 {
 	return binary.LittleEndian.Uint16(r.b[r.skew+off:])

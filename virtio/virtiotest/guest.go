@@ -71,7 +71,7 @@ func (g *Guest) Write(gpa uint64, data []byte) { copy(g.Bytes(gpa, uint64(len(da
 
 func (g *Guest) word(gpa uint64) (*uint32, uint) {
 	b := g.Bytes(gpa&^3, 4)
-	return (*uint32)(unsafe.Pointer(&b[0])), uint(gpa&3) * 8
+	return (*uint32)(unsafe.Pointer(unsafe.SliceData(b))), uint(gpa&3) * 8
 }
 
 // Load16 reads the 16-bit little-endian ring field at gpa atomically.
