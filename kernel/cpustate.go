@@ -51,17 +51,13 @@ const (
 
 // Descriptor types (S=1: code/data; S=0: system).
 const (
-	typeDataRWA     = 0x3 // read/write, accessed
-	typeCodeXRA     = 0xb // execute/read, accessed
-	typeLDT         = 0x2
-	typeTSSBusy     = 0xb // 32/64-bit TSS, busy
-	tssLimit        = 0x67
-	flatLimit       = 0xffffffff
-	gdtEntries      = 6    // null, null, code, data, TSS (two slots in long mode)
-	pageTableFlags  = 0x3  // present | writable
-	pageLargeFlags  = 0x83 // present | writable | 2 MiB page
-	largePageSize   = 2 << 20
-	entriesPerTable = 512
+	typeDataRWA = 0x3 // read/write, accessed
+	typeCodeXRA = 0xb // execute/read, accessed
+	typeLDT     = 0x2
+	typeTSSBusy = 0xb // 32/64-bit TSS, busy
+	tssLimit    = 0x67
+	flatLimit   = 0xffffffff
+	gdtEntries  = 6 // null, null, code, data, TSS (two slots in long mode)
 )
 
 // bootSegments returns the boot protocol's flat segments: code 0x10
@@ -107,24 +103,6 @@ func gdt(code, data, tss Segment) []byte {
 	le.PutUint64(b[selectorCode:], descriptor(code))
 	le.PutUint64(b[selectorData:], descriptor(data))
 	le.PutUint64(b[selectorTSS:], descriptor(tss))
-	return b
-}
-
-// pageTables returns PML4, PDPT and pdCount page directories, laid out
-// contiguously from pml4Addr, identity-mapping [0, 4 GiB) with 2 MiB pages
-// (1 GiB pages would need pdpe1gb, which not every nested CPU model has).
-func pageTables() []byte {
-	b := make([]byte, (2+pdCount)*pageSize)
-	le := binary.LittleEndian
-	le.PutUint64(b[0:], pdptAddr|pageTableFlags)
-	pdpt := b[pdptAddr-pml4Addr:]
-	for i := range pdCount {
-		le.PutUint64(pdpt[i*8:], uint64(pdAddr+i*pageSize)|pageTableFlags)
-	}
-	pd := b[pdAddr-pml4Addr:]
-	for i := range pdCount * entriesPerTable {
-		le.PutUint64(pd[i*8:], uint64(i)*largePageSize|pageLargeFlags)
-	}
 	return b
 }
 

@@ -36,21 +36,24 @@ func FuzzParseBzImage(f *testing.F) {
 	})
 }
 
-// FuzzLoad loads arbitrary images with arbitrary command lines into a small
-// guest: Load must never panic and must either succeed with an entry point
-// inside RAM or fail.
+// FuzzLoad loads arbitrary images with arbitrary command lines and initrd
+// sizes into a small guest: Load must never panic and must either fail or
+// return an entry point inside RAM.
 func FuzzLoad(f *testing.F) {
-	f.Add(fakeBzImage(nil), "console=ttyS0", 3, uint8(2))
-	f.Add(fakeBzImage(put32(offInitSize, 1)), "", 1, uint8(1))
-	f.Add(fakeBzImage(put16(offXloadflags, 0)), "x", 0, uint8(8))
-	ram := make([]byte, 20<<20)
-	f.Fuzz(func(t *testing.T, image []byte, cmdline string, initrdMiB int, cpus uint8) {
-		clear(ram)
+	small := func(b []byte) {
+		put64(offPrefAddress, 2<<20)(b)
+		put32(offInitSize, 4<<20)(b)
+	}
+	f.Add(fakeBzImage(small), "console=ttyS0", uint16(300), uint8(2))
+	f.Add(fakeBzImage(func(b []byte) { small(b); put16(offXloadflags, 0)(b) }), "", uint16(0), uint8(1))
+	f.Add(fakeBzImage(func(b []byte) { small(b); put16(offVersion, 0x0209)(b) }), "x", uint16(9000), uint8(8))
+	ram := make([]byte, 12<<20)
+	f.Fuzz(func(t *testing.T, image []byte, cmdline string, initrdKiB uint16, cpus uint8) {
 		m, err := memory.FromRegions(memory.Region{GuestPhys: 0, Host: ram})
 		if err != nil {
 			t.Fatal(err)
 		}
-		initrd := make([]byte, max(0, initrdMiB%32)<<20)
+		initrd := make([]byte, int(initrdKiB)<<10)
 		s, err := Load(m, Config{Kernel: image, Initrd: initrd, Cmdline: cmdline, CPUs: int(cpus)})
 		if err != nil {
 			return
