@@ -66,8 +66,9 @@ type UART struct {
 	scr        byte
 	dll, dlm   byte
 	rx         []byte // receive FIFO, oldest first
-	thrPending bool   // THRE interrupt latched (cleared by IIR read or THR write)
-	level      bool   // last level given to line
+	txBuf      [1]byte
+	thrPending bool // THRE interrupt latched (cleared by IIR read or THR write)
+	level      bool // last level given to line
 	closed     bool
 	outErr     bool // an output error has been logged
 	irqErr     bool // an interrupt error has been logged
@@ -269,9 +270,12 @@ func (u *UART) transmit(v byte) {
 		} else {
 			u.lsr |= lsrOE
 		}
-	} else if _, err := u.out.Write([]byte{v}); err != nil && !u.outErr {
-		u.outErr = true
-		u.log.Warn("serial output failed; further errors not logged", "err", err)
+	} else {
+		u.txBuf[0] = v // io.Writer must not retain it; no allocation per byte
+		if _, err := u.out.Write(u.txBuf[:]); err != nil && !u.outErr {
+			u.outErr = true
+			u.log.Warn("serial output failed; further errors not logged", "err", err)
+		}
 	}
 	u.thrPending = true
 }
