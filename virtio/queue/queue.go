@@ -49,10 +49,10 @@ const (
 	UsedElemSize = 8  // struct virtq_used_elem
 )
 
-// Errors. Each failure wraps exactly one of these, so a device can tell a
-// misconfigured queue (construction) from a guest handing over a malformed
-// chain (Pop) and mark itself NEEDS_RESET. Every guest-caused Pop error also
-// wraps ErrMalformed.
+// Errors, matched with errors.Is. New fails with ErrSize, ErrAlign or ErrRing
+// (a misconfigured queue: the transport refuses it). Every error from Pop and
+// EnableNotify is the guest's doing and wraps ErrMalformed plus the specific
+// kind, so a device marks itself NEEDS_RESET on ErrMalformed.
 var (
 	ErrSize        = errors.New("invalid queue size")
 	ErrAlign       = errors.New("misaligned ring")
