@@ -18,6 +18,8 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/hlsvmm/hlsvmm/tests/guest/origin/hlsorigin"
 )
 
 func main() {
@@ -34,11 +36,11 @@ func main() {
 }
 
 func run(listen, metricsListen string, bitrate int64, segDur time.Duration, window int) error {
-	s, err := NewStream(segDur, window, bitrate, time.Now)
+	s, err := hlsorigin.NewStream(segDur, window, bitrate, time.Now)
 	if err != nil {
 		return err
 	}
-	m := &Metrics{}
+	m := &hlsorigin.Metrics{}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", listen, err)
@@ -51,8 +53,8 @@ func run(listen, metricsListen string, bitrate int64, segDur time.Duration, wind
 	slog.Info("serving", "origin", listen, "metrics", metricsListen, "bitrate", bitrate,
 		"segment_bytes", s.SegmentSize(), "segment_duration", segDur, "window", window)
 	errc := make(chan error, 2)
-	origin := &http.Server{Handler: NewOriginHandler(s, m), ConnState: m.ConnState, ReadHeaderTimeout: 10 * time.Second}
-	metrics := &http.Server{Handler: NewMetricsHandler(s, m), ReadHeaderTimeout: 10 * time.Second}
+	origin := &http.Server{Handler: hlsorigin.NewOriginHandler(s, m), ConnState: m.ConnState, ReadHeaderTimeout: 10 * time.Second}
+	metrics := &http.Server{Handler: hlsorigin.NewMetricsHandler(s, m), ReadHeaderTimeout: 10 * time.Second}
 	go func() { errc <- fmt.Errorf("origin server: %w", origin.Serve(ln)) }()
 	go func() { errc <- fmt.Errorf("metrics server: %w", metrics.Serve(mln)) }()
 	return <-errc

@@ -1,4 +1,4 @@
-package main
+package hlsorigin
 
 import (
 	"crypto/sha256"
@@ -208,6 +208,10 @@ func TestMetricsOverHTTP(t *testing.T) {
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	// The client can see the last byte before the handler has counted the request: wait for it.
+	for deadline := time.Now().Add(5 * time.Second); m.requests[kindSegment][2].Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 
 	resp, err = http.Get(metrics.URL + "/metrics")
 	if err != nil {

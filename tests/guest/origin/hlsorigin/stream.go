@@ -1,4 +1,8 @@
-package main
+// Package hlsorigin is the test guest's simulated live HLS origin (see the hls-origin command in
+// the parent directory for the HTTP contract): a Stream whose window advances with the clock,
+// deterministic segment content, and the HTTP and metrics handlers. It is a package so that
+// tests elsewhere (bench/hls) can run the real origin in-process.
+package hlsorigin
 
 import (
 	"crypto/sha256"
