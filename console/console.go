@@ -4,7 +4,7 @@
 // output whatever the sink.
 //
 // Guest output is written to the Console (an io.Writer, typically the
-// UART's output); it never blocks on a slow client. Client input is handed
+// UART's output); it never blocks on a slow TCP client. Client input is handed
 // to a Receiver (the UART), which may block to push back on the client.
 package console
 
@@ -132,8 +132,10 @@ func (c *Console) Start(in Receiver) error {
 	return err
 }
 
-// Write takes guest output. It always reports success: output never fails
-// or stalls the guest because of a client.
+// Write takes guest output and always reports success. A slow or absent
+// TCP client never stalls it (the client misses output instead, counted
+// in Stats.Dropped); the log file and the terminal (stdio) get every byte
+// and make Write wait only when more than 1 MiB behind.
 func (c *Console) Write(p []byte) (int, error) {
 	if c.logQ != nil {
 		c.logQ.Write(p)
