@@ -33,6 +33,8 @@ type Config struct {
 	Logger    *slog.Logger
 }
 
+var _ virtio.Device = (*Device)(nil)
+
 // ErrActive is returned by Activate on a device that is already running.
 var ErrActive = errors.New("virtio-net device already active")
 

@@ -31,6 +31,8 @@ const maxFrame = 128 << 10
 // queue.
 var ErrDirection = errors.New("descriptor direction wrong for the queue")
 
+var _ Backend = (*Userspace)(nil)
+
 // UserspaceOptions configure a userspace backend; nil means defaults.
 type UserspaceOptions struct {
 	Metrics *Metrics     // counters to update; nil: private ones
