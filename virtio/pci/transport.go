@@ -370,7 +370,7 @@ func (t *Transport) Close() error {
 	return t.reset()
 }
 
-// Broken returns the callback a device gets in its Activation.
+// brokenFunc returns the Broken callback for the activation of epoch.
 func (t *Transport) brokenFunc(epoch uint64) func(error) {
 	return func(err error) {
 		// The device may call this from Activate or from a worker that
@@ -387,6 +387,15 @@ func (t *Transport) markBroken(epoch uint64, cause error) {
 	}
 	t.log.Warn("device needs reset", "err", cause)
 	t.needsReset()
+}
+
+// ConfigChanged tells the driver that the device configuration changed
+// (a link came up, a disk grew): config_generation moves on and the
+// configuration vector fires.
+func (t *Transport) ConfigChanged() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.configChanged()
 }
 
 // needsReset sets DEVICE_NEEDS_RESET and raises a configuration change.

@@ -523,3 +523,32 @@ func TestNewRejectsBadDevices(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigChanged(t *testing.T) {
+	r := newRig(t, netDevice())
+	r.bringUp(t, 1<<virtio.FeatureVersion1)
+	d := r.drv
+	r.tr.ConfigChanged()
+	if g := d.rc(regConfigGeneration, 1); g != 1 {
+		t.Errorf("config generation %d", g)
+	}
+	if msis := r.vm.takeMSIs(); len(msis) != 1 || msis[0].Data != msiData(0) {
+		t.Errorf("config interrupt %v", msis)
+	}
+	// Masked config vector: pending, delivered on unmask.
+	d.write(d.entry(0)+12, 4, 1)
+	r.tr.ConfigChanged()
+	if msis := r.vm.takeMSIs(); len(msis) != 0 || d.read(d.bar+d.pbaOff, 8) != 1 {
+		t.Fatalf("masked config interrupt: sent %v", msis)
+	}
+	d.write(d.entry(0)+12, 4, 0)
+	if msis := r.vm.takeMSIs(); len(msis) != 1 || msis[0].Data != msiData(0) {
+		t.Errorf("pending config interrupt on unmask %v", msis)
+	}
+	// No config vector: only the ISR and the generation move.
+	d.wc(regConfigMSIXVector, 2, NoVector)
+	r.tr.ConfigChanged()
+	if msis := r.vm.takeMSIs(); len(msis) != 0 || d.rc(regConfigGeneration, 1) != 3 {
+		t.Errorf("NO_VECTOR config change: sent %v", msis)
+	}
+}
