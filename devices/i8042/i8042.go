@@ -24,6 +24,7 @@ const (
 // Status register bits.
 const (
 	statusOBF     = 0x01 // output buffer full
+	statusIBF     = 0x02 // input buffer full; never set: commands complete at once
 	statusSYS     = 0x04 // system flag: self-test passed
 	statusCMD     = 0x08 // last write was to the command port
 	statusUnlock  = 0x10 // keyboard not inhibited by the key lock

@@ -8,8 +8,6 @@ import (
 	"github.com/hlsvmm/hlsvmm/vmm/bus"
 )
 
-const statusIBF = 0x02
-
 // kbc drives a controller through the port-I/O bus as the guest would.
 type kbc struct {
 	t      *testing.T
