@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hlsvmm/hlsvmm/internal/eventfd"
 	"github.com/hlsvmm/hlsvmm/virtio"
 	"github.com/hlsvmm/hlsvmm/vmm/memory"
 	"github.com/hlsvmm/hlsvmm/vmm/pcibus"
@@ -127,6 +128,7 @@ func TestIdentity(t *testing.T) {
 // TestLinuxDriverLifecycle is the whole story: probe, MSI-X, negotiation,
 // DRIVER_OK, interrupts and masking, a BAR move, reset and a second probe.
 func TestLinuxDriverLifecycle(t *testing.T) {
+	fds := openFDs(t)
 	r := newRig(t, netDevice())
 	d := r.drv
 	accept := uint64(1<<virtio.FeatureVersion1 | 1<<virtio.FeatureEventIdx | 1<<5)
@@ -299,6 +301,25 @@ func TestLinuxDriverLifecycle(t *testing.T) {
 	if left := r.vm.leftovers(); left != "" {
 		t.Fatalf("after Close: %s", left)
 	}
+	if n := openFDs(t); n != fds {
+		t.Fatalf("%d descriptors open after Close, %d before: eventfds leaked", n, fds)
+	}
+}
+
+// openFDs counts this process's descriptors, after warming up the poller
+// (its epoll descriptors appear with the first eventfd).
+func openFDs(t *testing.T) int {
+	t.Helper()
+	e, err := eventfd.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }
 
 func TestFeatureNegotiation(t *testing.T) {
