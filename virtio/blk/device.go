@@ -227,7 +227,9 @@ func (s *session) worker(q *queue.Queue, qc virtio.QueueConfig) {
 	for !s.stopping.Load() {
 		q.DisableNotify()
 		done := 0
-		for !s.stopping.Load() {
+		// At most a queue's worth per batch, so a driver that keeps the
+		// queue full still gets completions published and interrupts.
+		for done < int(q.Size()) && !s.stopping.Load() {
 			ok, err := q.Pop(&c)
 			if err != nil {
 				s.broken(qc.Index, err)

@@ -180,7 +180,7 @@ func (s *session) worker() {
 	for !s.stopping.Load() {
 		q.DisableNotify()
 		done := 0
-		for !s.stopping.Load() {
+		for done < int(q.Size()) && !s.stopping.Load() {
 			ok, err := q.Pop(&c)
 			if err != nil {
 				s.broken(err)
