@@ -122,3 +122,45 @@ func TestNewClosesDiskOnError(t *testing.T) {
 		t.Fatalf("disk not closed after New failed: %v", err)
 	}
 }
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func TestNoFDLeak(t *testing.T) {
+	path := image(t, "disk.img", 8)
+	odd := filepath.Join(t.TempDir(), "odd.img")
+	if err := os.WriteFile(odd, make([]byte, 100), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := openFDs(t)
+	for range 10 {
+		if d, err := Open(Spec{Path: odd}); err == nil {
+			d.Close()
+		}
+		if d, err := Open(Spec{Path: "/dev/null", ReadOnly: true}); err == nil {
+			d.Close()
+		}
+		d, err := Open(Spec{Path: path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Open(Spec{Path: path}); err == nil {
+			t.Fatal("locked disk opened twice")
+		}
+		dev, err := New(d, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dev.Close()
+		dev.Close()
+	}
+	if after := openFDs(t); after != before {
+		t.Fatalf("%d descriptors open before, %d after", before, after)
+	}
+}
