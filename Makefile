@@ -4,7 +4,7 @@ BIN     := bin/hlsvmm
 GOFLAGS := -trimpath
 export CGO_ENABLED := 0
 
-.PHONY: all build test check-fmt vet unit testbed-test demo help
+.PHONY: all build test check-fmt check-nix vet unit testbed-test demo help
 
 all: build
 
@@ -13,6 +13,11 @@ build: ## static hlsvmm binary in bin/
 
 check-fmt: ## fail if gofmt would change anything
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+check-nix: ## parse nix/*.nix and evaluate the runner test (Debian package nix-bin)
+	@command -v nix-instantiate >/dev/null || { echo "check-nix: nix-instantiate missing: apt-get install nix-bin"; exit 1; }
+	nix-instantiate --parse nix/*.nix >/dev/null
+	nix-instantiate --eval --strict nix/runner-test.nix >/dev/null
 
 vet:
 	$(GO) vet ./...
