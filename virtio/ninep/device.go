@@ -1,5 +1,5 @@
-// Package ninep is the virtio-9p device (virtio 1.2 §5.? "9P transport",
-// device ID 9): one request queue on which every descriptor chain carries
+// Package ninep is the virtio-9p device ("9P transport", virtio
+// device ID 9; the layout is QEMU's and Linux's 9p/trans_virtio): one request queue on which every descriptor chain carries
 // one 9P2000.L T-message in its device-readable part and receives the
 // R-message in its device-writable part, served by the 9P server of
 // github.com/hugelgupf/p9 over a read-only, descriptor-based view of a host

@@ -284,7 +284,7 @@ func (f *file) Close() error {
 }
 
 // Extended attributes: none. (Txattrwalk never reaches here: the device
-// answers it itself, see request.go.)
+// answers it itself, see session.go.)
 func (f *file) GetXattr(string) ([]byte, error)              { return nil, linux.ENODATA }
 func (f *file) ListXattrs() ([]string, error)                { return nil, nil }
 func (f *file) SetXattr(string, []byte, p9.XattrFlags) error { return linux.EROFS }
