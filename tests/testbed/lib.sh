@@ -56,7 +56,7 @@ wait_marker() {
 
 # qemu_guest_start: boot the test guest (HLSVMM_KERNEL + HLSVMM_INITRD) under QEMU/KVM with
 # virtio-net-pci on TAP QEMU_GUEST_TAP (made by tb_tap_add), in the background. Settings (env):
-#   QEMU_GUEST_TAP (hlstap0)   QEMU_GUEST_VHOST (on)   QEMU_GUEST_MEM (1024, MiB)   QEMU_GUEST_CPUS (1)
+#   QEMU_GUEST_TAP (hlstap0)   QEMU_GUEST_VHOST (on)   QEMU_GUEST_MEM (512, MiB)   QEMU_GUEST_CPUS (1)
 #   QEMU_GUEST_MAC (52:54:00:17:70:10)   QEMU_GUEST_APPEND (extra kernel parameters)
 #   QEMU_GUEST_LOG (serial console log; default $HLSVMM_OUT/qemu-guest.log)
 # Sets QEMU_GUEST_PID. The guest prints HLSVMM-GUEST-READY on its console when the origin listens.
@@ -66,7 +66,7 @@ qemu_guest_start() {
 	: >"$QEMU_GUEST_LOG"
 	qemu-system-x86_64 \
 		-name hlsvmm-ref-guest -M q35 -enable-kvm -cpu host \
-		-smp "${QEMU_GUEST_CPUS:-1}" -m "${QEMU_GUEST_MEM:-1024}" \
+		-smp "${QEMU_GUEST_CPUS:-1}" -m "${QEMU_GUEST_MEM:-512}" \
 		-nodefaults -no-user-config -display none -no-reboot \
 		-kernel "$HLSVMM_KERNEL" -initrd "$HLSVMM_INITRD" \
 		-append "console=ttyS0 quiet panic=-1 ip=$TB_GUEST_IP::$TB_GATEWAY:255.255.255.0::eth0:off ${QEMU_GUEST_APPEND:-}" \
