@@ -15,6 +15,9 @@ import (
 // maxSegmentBytes bounds a segment body; a longer one is a mismatch.
 const maxSegmentBytes = 256 << 20
 
+// errNotFound marks a 404 response.
+var errNotFound = errors.New("404 Not Found")
+
 // outcome classifies one request.
 type outcome int
 
@@ -37,7 +40,9 @@ type client struct {
 
 	segLat, plLat []time.Duration
 	late, skipped int64
-	status        map[int]int64 // non-200 statuses
+	gone          []int64 // segments answered 404 since the last playlist: skipped if the window left them
+
+	status map[int]int64 // non-200 statuses
 }
 
 func newClient(r *Runner, timeout time.Duration) *client {
@@ -93,7 +98,11 @@ func (c *client) fetch(hard context.Context, u *url.URL, sink func(http.Header) 
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // keep the connection if cheap
 		c.status[resp.StatusCode]++
-		return outHTTP, 0, 0, fmt.Errorf("GET %s: %s", u.Path, resp.Status)
+		err := fmt.Errorf("GET %s: %s", u.Path, resp.Status)
+		if resp.StatusCode == http.StatusNotFound {
+			err = fmt.Errorf("%w: GET %s", errNotFound, u.Path)
+		}
+		return outHTTP, 0, 0, err
 	}
 	n, err := io.CopyBuffer(meter{c.r, sink(resp.Header)}, io.LimitReader(resp.Body, limit+1), c.buf)
 	lat := time.Since(start)
@@ -184,6 +193,9 @@ func (c *client) segment(hard context.Context, s Segment) {
 			c.r.live.late.Add(1)
 		}
 	}
+	if out == outHTTP && errors.Is(err, errNotFound) {
+		c.gone = append(c.gone, s.Seq)
+	}
 	if out == outOK {
 		c.r.live.segments.Add(1)
 		c.r.live.segmentBytes.Add(n)
@@ -214,6 +226,13 @@ func (c *client) run(hard context.Context, end time.Time) {
 				c.r.live.skipped.Add(first - next)
 				next = first
 			}
+			for _, seq := range c.gone {
+				if seq < first { // it was listed, then left the window before it could be fetched
+					c.skipped++
+					c.r.live.skipped.Add(1)
+				}
+			}
+			c.gone = c.gone[:0]
 			changed := last >= next
 			for _, s := range pl.Segments {
 				if s.Seq < next {

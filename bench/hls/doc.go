@@ -33,8 +33,9 @@
 //   - Errors: HTTP (status other than 200), transport (no response, body cut off), timeouts,
 //     content mismatches (see Verify; a playlist that does not parse counts too).
 //   - Falling behind real time: a segment is late when its fetch took longer than its
-//     duration; it is skipped when it left the window before the client got to it. A client
-//     with any late or skipped segment fell behind.
+//     duration; it is skipped when it left the window before the client got to it (the next
+//     playlist starts after it, or it was answered 404 and the next playlist no longer lists
+//     it; that 404 is also an HTTP error). A client with any late or skipped segment fell behind.
 //   - Throughput: body bytes per second while all clients run (ramp end to duration end),
 //     against the offered load, clients × the stream bitrate implied by the segments fetched
 //     (bytes × 8 / duration). The test guest's bitrate is its hls.bitrate= kernel parameter; if

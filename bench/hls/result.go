@@ -85,7 +85,8 @@ type Errors struct {
 
 // Behind counts players that did not keep up with real time. A segment is late when its fetch
 // took longer than its #EXTINF duration (or timed out, when the timeout is at least that long);
-// a segment is skipped when it had left the playlist window before the player could fetch it.
+// a segment is skipped when it had left the playlist window before the player could fetch it
+// (see the package doc).
 // A client fell behind if it had at least one late or skipped segment.
 type Behind struct {
 	Clients         int   `json:"clients"`

@@ -36,13 +36,15 @@ func benchOutputFlags() []cli.Flag {
 
 // startProgress starts the progress display the --progress flag asks for; stop it when done.
 func startProgress(c *cli.Context, status func() report.Status) (stop func(), err error) {
-	p := &report.Progress{W: os.Stderr}
+	p := &report.Progress{W: c.App.ErrWriter}
 	switch mode := c.String("progress"); mode {
 	case "none":
 		return func() {}, nil
 	case "auto":
-		_, terr := unix.IoctlGetTermios(int(os.Stderr.Fd()), unix.TCGETS)
-		p.TTY = terr == nil
+		if f, ok := c.App.ErrWriter.(*os.File); ok {
+			_, terr := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+			p.TTY = terr == nil
+		}
 	case "bar":
 		p.TTY = true
 	case "lines":
@@ -58,14 +60,14 @@ type benchResult interface {
 	WriteMarkdown(w io.Writer) error
 }
 
-// writeBenchResult prints res as markdown or (--json) JSON on stdout, then turns failed
+// writeBenchResult prints res as markdown or (--json) JSON on the app's Writer (stdout), then turns failed
 // gates into exit status 1.
 func writeBenchResult(c *cli.Context, res benchResult, failures []string) error {
 	var err error
 	if c.Bool("json") {
-		err = report.WriteJSON(os.Stdout, res)
+		err = report.WriteJSON(c.App.Writer, res)
 	} else {
-		err = res.WriteMarkdown(os.Stdout)
+		err = res.WriteMarkdown(c.App.Writer)
 	}
 	if err != nil {
 		return fmt.Errorf("write the result: %w", err)
