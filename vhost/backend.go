@@ -1,8 +1,3 @@
-//go:build hlsvmm_virtionet
-
-// The build constraint above comes off once virtio/net (Backend, PairConfig)
-// has landed; until then this file builds with -tags hlsvmm_virtionet.
-
 package vhost
 
 import (

@@ -1,5 +1,3 @@
-//go:build hlsvmm_virtionet
-
 package vhost_test
 
 import (
