@@ -42,6 +42,7 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			// Each command lives in its own file of this package.
 			networkCommand(),
+			runCommand(),
 			benchCommand(),
 		},
 		HideHelpCommand: true,

@@ -1,0 +1,289 @@
+package vmm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hlsvmm/hlsvmm/devices/serial"
+	"github.com/hlsvmm/hlsvmm/internal/uapi"
+	"github.com/hlsvmm/hlsvmm/kernel"
+	"github.com/hlsvmm/hlsvmm/vmm/bus"
+	"github.com/hlsvmm/hlsvmm/vmm/memory"
+)
+
+// MinMemory is the least guest RAM hlsvmm boots a distro kernel with.
+const MinMemory = 128 << 20
+
+// ErrConfig is wrapped by every error about a machine configuration that
+// can never work, whatever the host.
+var ErrConfig = errors.New("invalid machine configuration")
+
+// ErrTooManyVCPUs is wrapped when the host's KVM allows fewer vCPUs than asked.
+var ErrTooManyVCPUs = errors.New("more vCPUs than KVM allows")
+
+// GuestConfig is what to boot and on how much of a machine.
+type GuestConfig struct {
+	MemoryBytes uint64 // guest RAM, at least MinMemory, a multiple of 1 MiB
+	VCPUs       int    // 1..kernel.MaxCPUs (and what KVM allows)
+	Kernel      []byte // bzImage file contents
+	Initrd      []byte // initramfs, may be empty
+	Cmdline     string
+}
+
+// Guest is guest RAM with a kernel loaded in it and the boot vCPU's entry
+// state: everything about a machine that needs no KVM. Loading it first
+// validates the kernel, initrd, command line and sizes before /dev/kvm is
+// even opened.
+type Guest struct {
+	mem   *memory.Memory
+	boot  *kernel.CPUState
+	vcpus int
+}
+
+// LoadGuest maps guest RAM (never touched beyond what the loader writes) and
+// loads the kernel into it.
+func LoadGuest(cfg GuestConfig) (*Guest, error) {
+	if cfg.MemoryBytes < MinMemory {
+		return nil, fmt.Errorf("%w: %d MiB of guest memory, at least %d MiB needed", ErrConfig, cfg.MemoryBytes>>20, MinMemory>>20)
+	}
+	if cfg.MemoryBytes%(1<<20) != 0 {
+		return nil, fmt.Errorf("%w: guest memory %d bytes is not a whole number of MiB", ErrConfig, cfg.MemoryBytes)
+	}
+	if cfg.VCPUs < 1 || cfg.VCPUs > kernel.MaxCPUs {
+		return nil, fmt.Errorf("%w: %d vCPUs, want 1 to %d", ErrConfig, cfg.VCPUs, kernel.MaxCPUs)
+	}
+	mem, err := memory.New(cfg.MemoryBytes)
+	if err != nil {
+		return nil, err
+	}
+	boot, err := kernel.Load(mem, kernel.Config{Kernel: cfg.Kernel, Initrd: cfg.Initrd, Cmdline: cfg.Cmdline, CPUs: cfg.VCPUs})
+	if err != nil {
+		mem.Close()
+		return nil, fmt.Errorf("load kernel: %w", err)
+	}
+	return &Guest{mem: mem, boot: boot, vcpus: cfg.VCPUs}, nil
+}
+
+// Memory is the guest's RAM.
+func (g *Guest) Memory() *memory.Memory { return g.mem }
+
+// Close frees guest RAM. It is idempotent.
+func (g *Guest) Close() error { return g.mem.Close() }
+
+// MachineOptions are the host-side parts of a machine. The zero value is
+// usable: no logging beyond slog.Default.
+type MachineOptions struct {
+	// Logger receives the machine's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Console receives what the guest writes to COM1; nil discards it.
+	// Writes happen on vCPU threads and should not block for long.
+	Console io.Writer
+}
+
+// Machine is a guest wired to KVM: the VM, its vCPUs configured for boot,
+// and the legacy platform (debug port sink, PCI config "no device" until a
+// PCI bus is attached). Devices are added on VM().PIO()/MMIO() before Run.
+type Machine struct {
+	log    *slog.Logger
+	guest  *Guest
+	vm     *VM
+	vcpus  []*VCPU
+	runner *runner
+	com1   *serial.UART
+
+	runOnce   sync.Once
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewMachine creates the VM for guest g and configures its vCPUs: CPUID
+// (KVM's supported set with per-vCPU APIC ids and topology), boot MSRs,
+// FPU, LAPIC LINT0/LINT1, and vCPU 0's registers at the kernel's entry.
+// The machine takes ownership of g, also when NewMachine fails.
+func NewMachine(sys *System, g *Guest, opts MachineOptions) (m *Machine, err error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	m = &Machine{log: log, guest: g}
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	if max := sys.MaxVCPUs(); g.vcpus > max {
+		return nil, fmt.Errorf("%w: %d vCPUs asked, this host's KVM allows %d", ErrTooManyVCPUs, g.vcpus, max)
+	}
+	supported, err := sys.SupportedCPUID()
+	if err != nil {
+		return nil, err
+	}
+	if !supported.HasKVMLeaves() {
+		log.Warn("KVM's supported CPUID has no KVM leaves at 0x40000000: the guest will not use kvm-clock")
+	}
+	tscDeadline := sys.CheckExtension(uapi.KVM_CAP_TSC_DEADLINE_TIMER) > 0
+
+	if m.vm, err = NewVM(sys, g.mem); err != nil {
+		return nil, fmt.Errorf("create VM: %w", err)
+	}
+	for i := range g.vcpus {
+		c, err := m.vm.NewVCPU(i)
+		if err != nil {
+			return nil, err
+		}
+		m.vcpus = append(m.vcpus, c)
+		if err := configureVCPU(c, supported, Topology{APICID: uint32(i), CPUs: g.vcpus, TSCDeadline: tscDeadline}); err != nil {
+			return nil, fmt.Errorf("configure vCPU %d: %w", i, err)
+		}
+	}
+	if err := setBootState(m.vcpus[0], g.boot); err != nil {
+		return nil, fmt.Errorf("set vCPU 0 at the kernel entry: %w", err)
+	}
+	if err := m.addLegacyDevices(); err != nil {
+		return nil, err
+	}
+	m.com1 = serial.New(serial.Config{IRQ: serial.COM1IRQ, Line: m.vm, Out: opts.Console, Logger: log})
+	if err := m.vm.PIO().Register(serial.COM1Base, serial.Size, m.com1); err != nil {
+		return nil, fmt.Errorf("register COM1: %w", err)
+	}
+	m.runner = newRunner(m.vm, m.vcpus, log)
+	return m, nil
+}
+
+func configureVCPU(c *VCPU, supported CPUID, t Topology) error {
+	cpuid, err := supported.ForVCPU(t)
+	if err != nil {
+		return err
+	}
+	if err := c.SetCPUID(cpuid); err != nil {
+		return err
+	}
+	if err := c.SetMSRs(bootMSRs()); err != nil {
+		return err
+	}
+	if err := c.SetupFPU(); err != nil {
+		return err
+	}
+	return c.SetupLINT()
+}
+
+func setBootState(c *VCPU, s *kernel.CPUState) error {
+	sregs, err := c.Sregs()
+	if err != nil {
+		return err
+	}
+	if err := c.SetSregs(bootSregs(sregs, s)); err != nil {
+		return err
+	}
+	return c.SetRegs(bootRegs(s))
+}
+
+// Legacy ports a PC guest touches that need no behaviour: the POST/delay
+// ports take writes, and PCI configuration mechanism #1 answers "no
+// device" (all-ones) until a PCI bus is attached in its place.
+const (
+	portCMOS      = 0x70 // MC146818 RTC index and data (0x70-0x71)
+	portPOST      = 0x80 // POST codes; Linux's default I/O delay port
+	portAltDelay  = 0xed // io_delay=0xed
+	portPCIConfig = 0xcf8
+	sizePCIConfig = 8
+)
+
+func (m *Machine) addLegacyDevices() error {
+	for _, d := range []struct {
+		name       string
+		base, size uint64
+		dev        bus.Device
+	}{
+		{"POST port", portPOST, 1, sink{read: 0}},
+		{"delay port", portAltDelay, 1, sink{read: 0}},
+		{"CMOS RTC", portCMOS, 2, newCMOS(time.Now)},
+		{"PCI configuration ports (no PCI bus yet)", portPCIConfig, sizePCIConfig, sink{read: 0xff}},
+	} {
+		if err := m.vm.PIO().Register(d.base, d.size, d.dev); err != nil {
+			return fmt.Errorf("register %s: %w", d.name, err)
+		}
+	}
+	return nil
+}
+
+// RemovePCIStub unregisters the "no device" PCI configuration ports so a
+// PCI bus can take 0xCF8-0xCFF.
+func (m *Machine) RemovePCIStub() { m.vm.PIO().Unregister(portPCIConfig) }
+
+// sink is a device whose reads return a constant byte and whose writes
+// vanish.
+type sink struct{ read byte }
+
+func (s sink) Read(_ uint64, data []byte) {
+	for i := range data {
+		data[i] = s.read
+	}
+}
+
+func (s sink) Write(uint64, []byte) {}
+
+// Serial is COM1, the guest's console: feed it input with Receive.
+func (m *Machine) Serial() *serial.UART { return m.com1 }
+
+// VM is the machine's VM, for registering devices and interrupt routes.
+func (m *Machine) VM() *VM { return m.vm }
+
+// VCPUs is the number of vCPUs.
+func (m *Machine) VCPUs() int { return len(m.vcpus) }
+
+// Memory is the guest's RAM.
+func (m *Machine) Memory() *memory.Memory { return m.guest.mem }
+
+// Run runs the vCPUs until the guest powers off or resets, a vCPU hits a
+// fatal exit, Stop is called, or ctx ends. It returns why. Run may be
+// called once.
+func (m *Machine) Run(ctx context.Context) Stop {
+	ran := false
+	var s Stop
+	m.runOnce.Do(func() {
+		ran = true
+		s = m.runner.run(ctx)
+	})
+	if !ran {
+		return Stop{Kind: StopFatal, VCPU: -1, Reason: "machine already ran"}
+	}
+	m.log.Debug("machine stopped", "kind", s.Kind.String(), "reason", s.Reason)
+	return s
+}
+
+// Stop asks the machine to stop with s (the first stop wins). Devices call
+// it (the i8042's reset line), so does the host. Safe from any goroutine.
+func (m *Machine) Stop(s Stop) { m.runner.stop(s) }
+
+// Reset is Stop for a guest-requested reset, in the form devices take.
+func (m *Machine) Reset() {
+	m.runner.stop(Stop{Kind: StopReset, VCPU: -1, Reason: "guest requested a reset"})
+}
+
+// Close releases the vCPUs, the VM and guest RAM. Call it after Run has
+// returned (or instead of Run). It is idempotent.
+func (m *Machine) Close() error {
+	m.closeOnce.Do(func() {
+		var errs []error
+		if m.com1 != nil {
+			errs = append(errs, m.com1.Close())
+		}
+		for _, c := range m.vcpus {
+			errs = append(errs, c.Close())
+		}
+		if m.vm != nil {
+			errs = append(errs, m.vm.Close())
+		}
+		errs = append(errs, m.guest.Close())
+		m.closeErr = errors.Join(errs...)
+	})
+	return m.closeErr
+}
+
+var _ io.Closer = (*Machine)(nil)
