@@ -59,6 +59,7 @@ wait_marker() {
 #   QEMU_GUEST_TAP (hlstap0)   QEMU_GUEST_VHOST (on)   QEMU_GUEST_MEM (512, MiB)   QEMU_GUEST_CPUS (1)
 #   QEMU_GUEST_MAC (52:54:00:17:70:10)   QEMU_GUEST_APPEND (extra kernel parameters)
 #   QEMU_GUEST_LOG (serial console log; default $HLSVMM_OUT/qemu-guest.log)
+#   QEMU_GUEST_CONSOLE_PORT (17022: the serial console on 127.0.0.1, like hlsvmm's)
 # Sets QEMU_GUEST_PID. The guest prints HLSVMM-GUEST-READY on its console when the origin listens.
 qemu_guest_start() {
 	local tap=${QEMU_GUEST_TAP:-hlstap0}
@@ -70,11 +71,21 @@ qemu_guest_start() {
 		-nodefaults -no-user-config -display none -no-reboot \
 		-kernel "$HLSVMM_KERNEL" -initrd "$HLSVMM_INITRD" \
 		-append "console=ttyS0 quiet panic=-1 ip=$TB_GUEST_IP::$TB_GATEWAY:255.255.255.0::eth0:off ${QEMU_GUEST_APPEND:-}" \
-		-chardev file,id=con,path="$QEMU_GUEST_LOG" -serial chardev:con \
+		-chardev socket,id=con,host=127.0.0.1,port="${QEMU_GUEST_CONSOLE_PORT:-17022}",server=on,wait=off,logfile="$QEMU_GUEST_LOG" \
+		-serial chardev:con \
 		-netdev tap,id=n0,ifname="$tap",script=no,downscript=no,vhost="${QEMU_GUEST_VHOST:-on}" \
 		-device virtio-net-pci,netdev=n0,mac="${QEMU_GUEST_MAC:-52:54:00:17:70:10}" \
 		</dev/null >"$QEMU_GUEST_LOG.qemu" 2>&1 &
 	QEMU_GUEST_PID=$!
+}
+
+# console_send PORT LINE: type LINE on the guest's serial console at 127.0.0.1:PORT.
+console_send() {
+	local fd
+	exec {fd}<>"/dev/tcp/127.0.0.1/$1" || return 1
+	printf '%s\n' "$2" >&"$fd"
+	sleep 0.5 # let QEMU read it before the connection goes
+	exec {fd}>&-
 }
 
 # qemu_guest_stop: stop the guest started by qemu_guest_start (if any) and wait for it.

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Test bed self-test, run in L1 by `make testbed-test` (tests/testbed/run tests/testbed/selftest.sh):
 # QEMU -enable-kvm boots the test guest with virtio-net-pci over vhost-net on a TAP on hlsbr0, and
-# L1 fetches /health, the playlist, a segment (content verified) and the metrics from it.
+# L1 fetches /health, the playlist, a segment (content verified) and the metrics from it, then
+# uses the guest's console shell and powers it off from there.
 set -euo pipefail
 . "$HLSVMM_REPO/tests/testbed/lib.sh"
 trap 'qemu_guest_stop' EXIT
@@ -49,5 +50,15 @@ echo "segment $last: 500000 bytes, content verified"
 metrics=$(curl -fsS --max-time 20 "http://$TB_GUEST_IP:$TB_METRICS_PORT/metrics") || tb_fail "GET :9100/metrics failed"
 grep -q '^hls_origin_http_requests_total{handler="segment",code="2xx"} 1$' <<<"$metrics" ||
 	tb_fail "metrics do not count the segment request"
+
+tb_phase "console shell + poweroff"
+console_send 17022 'echo SHELL-$((6 * 7)) $(nproc) $(uname -r)' || tb_fail "cannot reach the guest console on 17022"
+wait_marker "$QEMU_GUEST_LOG" "SHELL-42 1 $(uname -r)" 60 "$QEMU_GUEST_PID" >/dev/null ||
+	tb_fail "the console shell did not answer"
+console_send 17022 poweroff || tb_fail "cannot reach the guest console on 17022"
+for _ in $(seq 600); do kill -0 "$QEMU_GUEST_PID" 2>/dev/null || break; sleep 0.1; done
+! kill -0 "$QEMU_GUEST_PID" 2>/dev/null || tb_fail "guest did not power off within 60s"
+wait "$QEMU_GUEST_PID" || tb_fail "QEMU exited with status $? after the guest's poweroff"
+QEMU_GUEST_PID=
 tb_phase_end
 echo "selftest: OK"
