@@ -58,3 +58,16 @@ func (e *APIVersionError) Error() string {
 }
 
 func (e *APIVersionError) Unwrap() error { return ErrNotSupported }
+
+// BackendError reports a KVM whose backend cannot run a stock kernel.
+type BackendError struct {
+	Backend string
+}
+
+func (e *BackendError) Error() string {
+	return fmt.Sprintf("/dev/kvm is provided by %s (PVM, KVM without hardware virtualization), which runs only "+
+		"PVM-enabled guest kernels; hlsvmm boots stock kernels and needs kvm_intel or kvm_amd "+
+		"(hardware virtualization, or nested virtualization on a VM host)", e.Backend)
+}
+
+func (e *BackendError) Unwrap() error { return ErrNotSupported }

@@ -9,10 +9,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hlsvmm/hlsvmm/devices/i8042"
+	"github.com/hlsvmm/hlsvmm/devices/legacy"
 	"github.com/hlsvmm/hlsvmm/devices/serial"
 	"github.com/hlsvmm/hlsvmm/internal/uapi"
 	"github.com/hlsvmm/hlsvmm/kernel"
-	"github.com/hlsvmm/hlsvmm/vmm/bus"
 	"github.com/hlsvmm/hlsvmm/vmm/memory"
 )
 
@@ -144,14 +145,10 @@ func NewMachine(sys *System, g *Guest, opts MachineOptions) (m *Machine, err err
 	if err := setBootState(m.vcpus[0], g.boot); err != nil {
 		return nil, fmt.Errorf("set vCPU 0 at the kernel entry: %w", err)
 	}
-	if err := m.addLegacyDevices(); err != nil {
+	m.runner = newRunner(m.vm, m.vcpus, log)
+	if err := m.addPlatformDevices(opts.Console); err != nil {
 		return nil, err
 	}
-	m.com1 = serial.New(serial.Config{IRQ: serial.COM1IRQ, Line: m.vm, Out: opts.Console, Logger: log})
-	if err := m.vm.PIO().Register(serial.COM1Base, serial.Size, m.com1); err != nil {
-		return nil, fmt.Errorf("register COM1: %w", err)
-	}
-	m.runner = newRunner(m.vm, m.vcpus, log)
 	return m, nil
 }
 
@@ -183,31 +180,34 @@ func setBootState(c *VCPU, s *kernel.CPUState) error {
 	return c.SetRegs(bootRegs(s))
 }
 
-// Legacy ports a PC guest touches that need no behaviour: the POST/delay
-// ports take writes, and PCI configuration mechanism #1 answers "no
-// device" (all-ones) until a PCI bus is attached in its place.
+// portPCIConfig is PCI configuration mechanism #1 (0xCF8-0xCFF). Until a
+// PCI bus is attached, a sink there answers "no device" (all-ones).
 const (
-	portCMOS      = 0x70 // MC146818 RTC index and data (0x70-0x71)
-	portPOST      = 0x80 // POST codes; Linux's default I/O delay port
-	portAltDelay  = 0xed // io_delay=0xed
 	portPCIConfig = 0xcf8
 	sizePCIConfig = 8
 )
 
-func (m *Machine) addLegacyDevices() error {
-	for _, d := range []struct {
-		name       string
-		base, size uint64
-		dev        bus.Device
-	}{
-		{"POST port", portPOST, 1, sink{read: 0}},
-		{"delay port", portAltDelay, 1, sink{read: 0}},
-		{"CMOS RTC", portCMOS, 2, newCMOS(time.Now)},
-		{"PCI configuration ports (no PCI bus yet)", portPCIConfig, sizePCIConfig, sink{read: 0xff}},
-	} {
-		if err := m.vm.PIO().Register(d.base, d.size, d.dev); err != nil {
-			return fmt.Errorf("register %s: %w", d.name, err)
-		}
+// addPlatformDevices puts the PC platform on the port-I/O bus: the
+// harmless legacy ports, the CMOS RTC (Linux's rtc_cmos spins at boot while
+// an absent RTC reads "update in progress"), the i8042 whose reset line
+// (reboot=k) stops the machine, the "no PCI" sink, and COM1.
+func (m *Machine) addPlatformDevices(console io.Writer) error {
+	pio := m.vm.PIO()
+	if err := legacy.RegisterSinks(pio); err != nil {
+		return fmt.Errorf("register legacy ports: %w", err)
+	}
+	if err := legacy.NewRTC(time.Now).Register(pio); err != nil {
+		return fmt.Errorf("register CMOS RTC: %w", err)
+	}
+	if err := i8042.New(m.Reset).Register(pio); err != nil {
+		return fmt.Errorf("register i8042: %w", err)
+	}
+	if err := pio.Register(portPCIConfig, sizePCIConfig, legacy.Sink{}); err != nil {
+		return fmt.Errorf("register PCI configuration ports: %w", err)
+	}
+	m.com1 = serial.New(serial.Config{IRQ: serial.COM1IRQ, Line: m.vm, Out: console, Logger: m.log})
+	if err := pio.Register(serial.COM1Base, serial.Size, m.com1); err != nil {
+		return fmt.Errorf("register COM1: %w", err)
 	}
 	return nil
 }
@@ -215,18 +215,6 @@ func (m *Machine) addLegacyDevices() error {
 // RemovePCIStub unregisters the "no device" PCI configuration ports so a
 // PCI bus can take 0xCF8-0xCFF.
 func (m *Machine) RemovePCIStub() { m.vm.PIO().Unregister(portPCIConfig) }
-
-// sink is a device whose reads return a constant byte and whose writes
-// vanish.
-type sink struct{ read byte }
-
-func (s sink) Read(_ uint64, data []byte) {
-	for i := range data {
-		data[i] = s.read
-	}
-}
-
-func (s sink) Write(uint64, []byte) {}
 
 // Serial is COM1, the guest's console: feed it input with Receive.
 func (m *Machine) Serial() *serial.UART { return m.com1 }

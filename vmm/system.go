@@ -10,6 +10,8 @@ package vmm
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"unsafe"
 
@@ -56,6 +58,10 @@ func Open(path string) (*System, error) {
 	s, err := OpenUnchecked(path)
 	if err != nil {
 		return nil, err
+	}
+	if b := Backend(); b == BackendPVM {
+		s.Close()
+		return nil, &BackendError{Backend: b}
 	}
 	var missing []string
 	for _, c := range requiredCaps {
@@ -152,6 +158,28 @@ func (s *System) RecommendedVCPUs() int { return s.CheckExtension(uapi.KVM_CAP_N
 // VCPUMmapSize is the size of the region each vCPU fd maps (kvm_run and
 // the pages after it).
 func (s *System) VCPUMmapSize() int { return s.mmapSize }
+
+// KVM backends: the vendor module that implements /dev/kvm.
+const (
+	BackendIntel = "kvm_intel"
+	BackendAMD   = "kvm_amd"
+	// BackendPVM is kvm_pvm: KVM on page tables, without hardware
+	// virtualization, for PVM-enabled guest kernels only.
+	BackendPVM = "kvm_pvm"
+)
+
+// Backend names the loaded KVM vendor module (Backend* constants), or ""
+// when none is known (no sysfs, or built into the kernel).
+func Backend() string { return backendIn("/sys/module") }
+
+func backendIn(sysModule string) string {
+	for _, b := range []string{BackendIntel, BackendAMD, BackendPVM} {
+		if _, err := os.Stat(filepath.Join(sysModule, b)); err == nil {
+			return b
+		}
+	}
+	return ""
+}
 
 // maxCPUIDEntries bounds the retries of KVM_GET_SUPPORTED_CPUID.
 const maxCPUIDEntries = 1024

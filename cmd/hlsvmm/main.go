@@ -43,6 +43,7 @@ func newApp() *cli.App {
 			// Each command lives in its own file of this package.
 			networkCommand(),
 			runCommand(),
+			probeCommand(),
 			benchCommand(),
 		},
 		HideHelpCommand: true,

@@ -1,21 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
-	"strings"
-	"sync"
 	"syscall"
-	"time"
 
+	"github.com/hlsvmm/hlsvmm/console"
 	"github.com/hlsvmm/hlsvmm/kernel"
 	"github.com/hlsvmm/hlsvmm/vmm"
 	"github.com/urfave/cli/v2"
@@ -51,7 +47,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "cmdline", Value: defaultCmdline, Usage: "kernel command line"},
 			&cli.IntFlag{Name: "mem", Value: defaultMemMiB, Usage: fmt.Sprintf("guest memory in MiB (at least %d)", minMemMiB)},
 			&cli.IntFlag{Name: "vcpus", Value: defaultVCPUs, Usage: "number of vCPUs"},
-			&cli.StringFlag{Name: "serial", Value: defaultSerial, Usage: "console: tcp:HOST:PORT (server), stdio or none"},
+			&cli.StringFlag{Name: "serial", Value: console.DefaultSpec, Usage: "console: tcp:HOST:PORT (server), stdio or none"},
 			&cli.StringFlag{Name: "serial-log", Usage: "also write all console output to this file"},
 		},
 		Action: runAction,
@@ -73,7 +69,7 @@ func runAction(c *cli.Context) error {
 	if vcpus < 1 || vcpus > kernel.MaxCPUs {
 		return exitWith(2, fmt.Errorf("--vcpus %d: want 1 to %d", vcpus, kernel.MaxCPUs))
 	}
-	serialSpec, err := parseSerial(c.String("serial"))
+	serialSpec, err := console.ParseSpec(c.String("serial"))
 	if err != nil {
 		return exitWith(2, fmt.Errorf("--serial: %w", err))
 	}
@@ -105,12 +101,24 @@ func runAction(c *cli.Context) error {
 	}
 	kernelImage, initrd = nil, nil // loaded: let the GC have the copies
 
-	console, err := openConsole(serialSpec, c.String("serial-log"))
+	// The console listens now so that a busy port is reported before
+	// /dev/kvm is opened. A log file it creates is removed again if the
+	// VM never starts: a failed run leaves nothing behind.
+	logPath := c.String("serial-log")
+	_, statErr := os.Stat(logPath)
+	newLog := logPath != "" && errors.Is(statErr, fs.ErrNotExist)
+	con, err := console.New(serialSpec, &console.Options{LogPath: logPath, Logger: slog.Default()})
 	if err != nil {
 		guest.Close()
-		return exitWith(1, err)
+		return exitWith(1, fmt.Errorf("--serial %s: %w", serialSpec, err))
 	}
-	defer console.Close()
+	started := false
+	defer func() {
+		con.Close()
+		if newLog && !started {
+			os.Remove(logPath)
+		}
+	}()
 
 	sys, err := vmm.Open("")
 	if err != nil {
@@ -118,7 +126,7 @@ func runAction(c *cli.Context) error {
 		return exitWith(1, err)
 	}
 	defer sys.Close()
-	m, err := vmm.NewMachine(sys, guest, vmm.MachineOptions{Logger: slog.Default(), Console: console})
+	m, err := vmm.NewMachine(sys, guest, vmm.MachineOptions{Logger: slog.Default(), Console: con})
 	if err != nil {
 		if errors.Is(err, vmm.ErrTooManyVCPUs) {
 			return exitWith(2, fmt.Errorf("--vcpus %d: %w", vcpus, err))
@@ -132,18 +140,26 @@ func runAction(c *cli.Context) error {
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigc)
-	var stopSig os.Signal
+	stopSig := make(chan os.Signal, 1)
 	go func() {
 		select {
 		case s := <-sigc:
-			stopSig = s
+			stopSig <- s
 			cancel(fmt.Errorf("received %v", s))
+		case <-con.Quit():
+			cancel(errors.New("quit from the console"))
 		case <-ctx.Done():
 		}
 	}()
-	console.Attach(ctx, m.Serial(), m.Stop)
+	if err := con.Start(m.Serial()); err != nil {
+		return exitWith(1, err)
+	}
+	if a := con.Addr(); a != nil {
+		slog.Info("serial console listening", "addr", a.String())
+	}
 
 	slog.Debug("booting", "mem_mib", mem, "vcpus", vcpus, "serial", c.String("serial"))
+	started = true
 	stop := m.Run(ctx)
 	switch stop.Kind {
 	case vmm.StopPoweroff, vmm.StopReset:
@@ -151,8 +167,10 @@ func runAction(c *cli.Context) error {
 		return nil
 	case vmm.StopHost:
 		code := 1
-		if s, ok := stopSig.(syscall.Signal); ok {
-			code = exitSignalBase + int(s)
+		select {
+		case s := <-stopSig:
+			code = exitSignalBase + int(s.(syscall.Signal))
+		default:
 		}
 		return exitWith(code, fmt.Errorf("VM stopped: %s", stop.Reason))
 	default:
@@ -184,149 +202,4 @@ func readInput(flag, path string) ([]byte, error) {
 		return nil, exitWith(1, fmt.Errorf("%s: read %s: %w", flag, path, err))
 	}
 	return b, nil
-}
-
-// ---- console glue: replaced by package console (helper C2) when it lands ----
-
-const defaultSerial = "tcp:127.0.0.1:17022"
-
-type serialSpec struct {
-	kind string // "tcp", "stdio", "none"
-	addr string
-}
-
-func parseSerial(s string) (serialSpec, error) {
-	switch {
-	case s == "stdio" || s == "none":
-		return serialSpec{kind: s}, nil
-	case strings.HasPrefix(s, "tcp:"):
-		addr := strings.TrimPrefix(s, "tcp:")
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return serialSpec{}, fmt.Errorf("%q: want tcp:HOST:PORT: %w", s, err)
-		}
-		return serialSpec{kind: "tcp", addr: addr}, nil
-	}
-	return serialSpec{}, fmt.Errorf("%q: want tcp:HOST:PORT, stdio or none", s)
-}
-
-type tempConsole struct {
-	mu     sync.Mutex
-	ln     net.Listener
-	client net.Conn
-	out    io.Writer
-	log    *bufio.Writer
-	logf   *os.File
-	stop   chan struct{}
-}
-
-func openConsole(spec serialSpec, logPath string) (*tempConsole, error) {
-	c := &tempConsole{}
-	if logPath != "" {
-		f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-		if err != nil {
-			return nil, fmt.Errorf("--serial-log: %w", err)
-		}
-		c.logf, c.log = f, bufio.NewWriterSize(f, 64<<10)
-		c.stop = make(chan struct{})
-		go func() {
-			t := time.NewTicker(100 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-c.stop:
-					return
-				case <-t.C:
-					c.mu.Lock()
-					c.log.Flush()
-					c.mu.Unlock()
-				}
-			}
-		}()
-	}
-	switch spec.kind {
-	case "stdio":
-		c.out = os.Stdout
-	case "tcp":
-		ln, err := net.Listen("tcp", spec.addr)
-		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("--serial tcp:%s: %w", spec.addr, err)
-		}
-		c.ln = ln
-	}
-	return c, nil
-}
-
-func (c *tempConsole) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.log != nil {
-		c.log.Write(p)
-	}
-	if c.out != nil {
-		c.out.Write(p)
-	}
-	if c.client != nil {
-		if _, err := c.client.Write(p); err != nil {
-			c.client.Close()
-			c.client = nil
-		}
-	}
-	return len(p), nil
-}
-
-func (c *tempConsole) Attach(ctx context.Context, uart interface {
-	Receive(context.Context, []byte) (int, error)
-}, _ func(vmm.Stop)) {
-	feed := func(r io.Reader) {
-		buf := make([]byte, 256)
-		for {
-			n, err := r.Read(buf)
-			if n > 0 {
-				if _, err := uart.Receive(ctx, buf[:n]); err != nil {
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}
-	if c.out == os.Stdout {
-		go feed(os.Stdin)
-	}
-	if c.ln != nil {
-		go func() {
-			for {
-				conn, err := c.ln.Accept()
-				if err != nil {
-					return
-				}
-				c.mu.Lock()
-				if c.client != nil {
-					c.client.Close()
-				}
-				c.client = conn
-				c.mu.Unlock()
-				go feed(conn)
-			}
-		}()
-	}
-}
-
-func (c *tempConsole) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ln != nil {
-		c.ln.Close()
-	}
-	if c.client != nil {
-		c.client.Close()
-	}
-	if c.log != nil {
-		close(c.stop)
-		c.log.Flush()
-		c.logf.Close()
-	}
-	return nil
 }
