@@ -17,10 +17,13 @@ const (
 	kindPlaylist
 	kindSegment
 	kindOther
+	kindBlob
+	kindSink
+	kindPing
 	numKinds
 )
 
-var kindNames = [numKinds]string{"health", "playlist", "segment", "other"}
+var kindNames = [numKinds]string{"health", "playlist", "segment", "other", "blob", "sink", "ping"}
 
 // Metrics are the origin's counters, rendered in the Prometheus text format by WriteTo.
 type Metrics struct {
@@ -98,7 +101,8 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// NewOriginHandler serves /health, /stream.m3u8 and /segNNNNN.ts from s, counting into m.
+// NewOriginHandler serves /health, /stream.m3u8 and /segNNNNN.ts from s, and the traffic
+// endpoints /blob, /sink and /ping (traffic.go), counting into m.
 func NewOriginHandler(s *Stream, m *Metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cw := &countingWriter{ResponseWriter: w}
@@ -114,6 +118,17 @@ func NewOriginHandler(s *Stream, m *Metrics) http.Handler {
 }
 
 func serveOrigin(w http.ResponseWriter, r *http.Request, s *Stream) int {
+	switch r.URL.Path {
+	case "/blob":
+		serveBlob(w, r)
+		return kindBlob
+	case "/sink":
+		serveSink(w, r)
+		return kindSink
+	case "/ping":
+		servePing(w, r)
+		return kindPing
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
