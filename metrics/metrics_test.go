@@ -439,11 +439,15 @@ func TestListenBadAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, addr := range []string{"", "17190", "127.0.0.1", "127.0.0.1:", "127.0.0.1:http-nope", "[::1:80"} {
-		if s, err := Listen(addr, r, nil); err == nil {
+	for addr, malformed := range map[string]bool{"": true, "17190": true, "127.0.0.1": true, "127.0.0.1:": true, "[::1:80": true, "127.0.0.1:http-nope": false} {
+		s, err := Listen(addr, r, nil)
+		switch {
+		case err == nil:
 			s.Close()
 			t.Errorf("Listen(%q) succeeded", addr)
-		} else if strings.Contains(err.Error(), "\n") {
+		case errors.Is(err, ErrAddress) != malformed:
+			t.Errorf("Listen(%q): %v; ErrAddress %v, want %v", addr, err, errors.Is(err, ErrAddress), malformed)
+		case strings.Contains(err.Error(), "\n"):
 			t.Errorf("Listen(%q): multi-line error %q", addr, err)
 		}
 	}

@@ -13,6 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// ErrAddress is wrapped when the address to listen on is not HOST:PORT.
+var ErrAddress = errors.New("invalid metrics address")
+
 // ServerOptions tune a Server. The zero value is usable.
 type ServerOptions struct {
 	// Logger receives scrape and serve errors; nil means slog.Default().
@@ -33,7 +36,7 @@ type Server struct {
 
 // Listen binds addr (HOST:PORT, e.g. "127.0.0.1:17190" or ":17190") and
 // serves r on it until Close. It fails at once if the address is malformed
-// or taken (errors.Is(err, syscall.EADDRINUSE)), so a run can refuse to
+// (ErrAddress) or taken (errors.Is(err, syscall.EADDRINUSE)), so a run can refuse to
 // start before it boots anything.
 func Listen(addr string, r *Registry, opts *ServerOptions) (*Server, error) {
 	if r == nil {
@@ -47,9 +50,9 @@ func Listen(addr string, r *Registry, opts *ServerOptions) (*Server, error) {
 		o.Logger = slog.Default()
 	}
 	if _, port, err := net.SplitHostPort(addr); err != nil {
-		return nil, fmt.Errorf("metrics address %q: want HOST:PORT: %w", addr, err)
+		return nil, fmt.Errorf("%w %q: want HOST:PORT (%v)", ErrAddress, addr, err)
 	} else if port == "" {
-		return nil, fmt.Errorf("metrics address %q: no port", addr)
+		return nil, fmt.Errorf("%w %q: no port", ErrAddress, addr)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
