@@ -21,8 +21,8 @@ import (
 func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:        "bench",
-		Usage:       "measure the VM and its network (hls: a live HLS load of many players)",
-		Subcommands: []*cli.Command{benchHLSCommand()},
+		Usage:       "measure the VM and its network (hls: a live HLS load of many players; datapath: throughput, latency, VMM CPU)",
+		Subcommands: []*cli.Command{benchHLSCommand(), benchDatapathCommand(), benchCombineCommand()},
 	}
 }
 

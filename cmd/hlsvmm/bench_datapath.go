@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hlsvmm/hlsvmm/bench/datapath"
+	"github.com/urfave/cli/v2"
+)
+
+func benchDatapathCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "datapath",
+		Usage: "measure the guest's network: TCP throughput both ways (verified), request/response latency, VMM CPU per GiB",
+		Description: "Talks to the test origin's traffic endpoints (/blob, /sink, /ping, TCP echo on 17090).\n" +
+			"Combine the --json outputs of several runs (hlsvmm and QEMU, vhost on and off) with `hlsvmm bench combine`.\n" +
+			"Exit status: 0 pass, 1 a transfer failed or did not verify, 2 nothing could be measured\n" +
+			"(bad flags, origin unreachable, no such VMM process).",
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "url", Value: datapath.DefaultURL, Usage: "the guest's origin"},
+			&cli.StringFlag{Name: "bytes", Value: "256MiB", Usage: "bytes per direction, split over the streams (units K, M, G binary; the test bed's link moves ~10 MiB/s)"},
+			&cli.IntFlag{Name: "streams", Value: datapath.DefaultStreams, Usage: "parallel TCP connections per direction"},
+			&cli.IntFlag{Name: "latency-samples", Value: datapath.DefaultLatencySamples, Usage: "request/response samples (HTTP and TCP echo each); negative: no latency phase"},
+			&cli.StringFlag{Name: "echo", Value: "auto", Usage: "TCP echo HOST:PORT for the lower-level latency; auto: the URL's host, port " + datapath.DefaultEchoPort + "; none: skip"},
+			&cli.IntFlag{Name: "vmm-pid", Usage: "the VMM process: its utime+stime (and its vhost-PID kernel workers') per GiB moved"},
+			&cli.StringFlag{Name: "label", Usage: "names this run in combined tables, e.g. \"hlsvmm vhost=on\" (default: the URL's host)"},
+			&cli.DurationFlag{Name: "timeout", Value: datapath.DefaultTimeout, Usage: "per phase"},
+		}, benchOutputFlags()...),
+		Action: benchDatapath,
+	}
+}
+
+func benchDatapath(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return exitWith(2, fmt.Errorf("bench datapath: unexpected argument %q", c.Args().First()))
+	}
+	n, err := datapath.ParseSize(c.String("bytes"))
+	if err != nil {
+		return exitWith(2, fmt.Errorf("--bytes: %w", err))
+	}
+	// Explicit zeros would mean "default" to the package: refuse them here, naming the flag.
+	switch {
+	case n < 1:
+		return exitWith(2, fmt.Errorf("--bytes %q: want at least 1 byte", c.String("bytes")))
+	case c.Int("streams") < 1:
+		return exitWith(2, fmt.Errorf("--streams %d: want at least 1", c.Int("streams")))
+	case c.Duration("timeout") <= 0:
+		return exitWith(2, fmt.Errorf("--timeout %v: want a positive duration", c.Duration("timeout")))
+	case c.IsSet("vmm-pid") && c.Int("vmm-pid") < 1:
+		return exitWith(2, fmt.Errorf("--vmm-pid %d: want a process id", c.Int("vmm-pid")))
+	}
+	samples := c.Int("latency-samples")
+	if samples == 0 {
+		samples = -1 // 0 asks for none; the package reads 0 as the default
+	}
+	echo := c.String("echo")
+	switch echo {
+	case "none":
+		echo = ""
+	case "auto":
+		if samples > 0 {
+			if echo, err = datapath.EchoAddr(c.String("url")); err != nil {
+				return exitWith(2, fmt.Errorf("--echo auto: %w", err))
+			}
+		} else {
+			echo = ""
+		}
+	}
+	r, err := datapath.New(datapath.Config{
+		URL:            c.String("url"),
+		Label:          c.String("label"),
+		Bytes:          n,
+		Streams:        c.Int("streams"),
+		LatencySamples: samples,
+		Echo:           echo,
+		VMMPID:         c.Int("vmm-pid"),
+		Timeout:        c.Duration("timeout"),
+	})
+	if err != nil {
+		return exitWith(2, fmt.Errorf("bench datapath: %w", err))
+	}
+	ctx, cancel := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	stop, err := startProgress(c, r.Status)
+	if err != nil {
+		return exitWith(2, err)
+	}
+	res, err := r.Run(ctx)
+	stop()
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return exitWith(2, errors.New("bench datapath: interrupted"))
+		}
+		return exitWith(2, fmt.Errorf("bench datapath: %w", err))
+	}
+	return writeBenchResult(c, res, res.Failures)
+}
+
+func benchCombineCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "combine",
+		Usage:     "print several `bench datapath --json` results as one comparison table with ratios",
+		ArgsUsage: "FILE.json...",
+		Description: "Exit status: 0 every run passed, 1 a run failed (the table is printed anyway),\n" +
+			"2 a file is unreadable or not a datapath result, or the baseline is not among the labels.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "baseline", Usage: "label of the run the ratios are against, e.g. \"qemu vhost=on\" (default: the first file's)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the comparison as JSON instead of markdown"},
+		},
+		Action: benchCombine,
+	}
+}
+
+func benchCombine(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return exitWith(2, errors.New("bench combine: give the JSON result files to combine"))
+	}
+	var runs []*datapath.Result
+	for _, name := range c.Args().Slice() {
+		f, err := os.Open(name)
+		if err != nil {
+			return exitWith(2, fmt.Errorf("bench combine: %w", err))
+		}
+		res, err := datapath.ReadResult(f)
+		f.Close()
+		if err != nil {
+			return exitWith(2, fmt.Errorf("bench combine: %s: %w", name, err))
+		}
+		runs = append(runs, res)
+	}
+	cmp, err := datapath.Combine(runs, c.String("baseline"))
+	if err != nil {
+		return exitWith(2, fmt.Errorf("bench combine: %w", err))
+	}
+	var failed []string
+	for _, r := range runs {
+		if !r.Pass {
+			failed = append(failed, fmt.Sprintf("run %q failed", r.Label))
+		}
+	}
+	return writeBenchResult(c, cmp, failed)
+}
+
+// Both results print through writeBenchResult.
+var (
+	_ benchResult = (*datapath.Result)(nil)
+	_ benchResult = (*datapath.Comparison)(nil)
+)
