@@ -35,6 +35,13 @@ testbed-run: ## run one script as root in the test bed: make testbed-run SCRIPT=
 
 .PHONY: testbed-run
 
+bench: ## datapath comparison in the test bed: QEMU and hlsvmm, vhost on/off, as one table (DATAPATH_BYTES=64MiB ...)
+	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-1800} \
+	HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} DATAPATH_BYTES DATAPATH_STREAMS DATAPATH_SAMPLES DATAPATH_VARIANTS DATAPATH_BASELINE" \
+		tests/testbed/run tests/bench/datapath.sh
+
+.PHONY: bench
+
 NETFLAGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 network-setup: build ## host network: bridge hlsbr0, TAP hlstap0, NAT, port forwards (NETFLAGS="--forward 17080:17080 ...")
