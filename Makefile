@@ -37,7 +37,7 @@ testbed-run: ## run one script as root in the test bed: make testbed-run SCRIPT=
 
 bench: ## datapath comparison in the test bed: QEMU and hlsvmm, vhost on/off, as one table (DATAPATH_BYTES=64MiB ...)
 	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-1800} \
-	HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} DATAPATH_BYTES DATAPATH_STREAMS DATAPATH_SAMPLES DATAPATH_VARIANTS DATAPATH_BASELINE" \
+	HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} DATAPATH_BYTES DATAPATH_STREAMS DATAPATH_SAMPLES DATAPATH_VARIANTS DATAPATH_BASELINE DATAPATH_TIMEOUT" \
 		tests/testbed/run tests/bench/datapath.sh
 
 .PHONY: bench

@@ -6,7 +6,7 @@
 # Settings (env; pass them in with HLSVMM_TESTBED_ENV, as make bench does):
 #   DATAPATH_BYTES (64MiB per direction: the emulated link moves ~10 MiB/s)  DATAPATH_STREAMS (1)
 #   DATAPATH_SAMPLES (500 latency samples)  DATAPATH_VARIANTS (all four, in the order above)
-#   DATAPATH_BASELINE ("qemu vhost=on")
+#   DATAPATH_BASELINE ("qemu vhost=on")  DATAPATH_TIMEOUT (5m per phase of bench datapath)
 # Results: $HLSVMM_OUT/bench/VARIANT.json, comparison.md. Exit 1 if any variant could not be
 # measured or failed verification; the table of the others is printed anyway.
 set -uo pipefail
@@ -18,6 +18,7 @@ streams=${DATAPATH_STREAMS:-1}
 samples=${DATAPATH_SAMPLES:-500}
 variants=${DATAPATH_VARIANTS:-$BENCH_VARIANTS_ALL}
 baseline=${DATAPATH_BASELINE:-qemu vhost=on}
+timeout=${DATAPATH_TIMEOUT:-5m}
 for v in $variants; do bench_label "$v" >/dev/null || exit 2; done
 
 mkdir -p "$BENCH_OUT"
@@ -42,7 +43,8 @@ for v in $variants; do
 	rc=0
 	hlsvmm bench datapath --json --progress lines --label "$label" --vmm-pid "$BENCH_VMM_PID" \
 		--url "http://$TB_GUEST_IP:$TB_ORIGIN_PORT" --bytes "$bytes" --streams "$streams" \
-		--latency-samples "$samples" >"$BENCH_OUT/$v.json" || rc=$?
+		--latency-samples "$samples" --timeout "$timeout" >"$BENCH_OUT/$v.json" || rc=$?
+	[ "$rc" = 0 ] || bench_diagnose "$v"
 	case $rc in
 	0) files+=("$BENCH_OUT/$v.json") ;;
 	1) files+=("$BENCH_OUT/$v.json"); problems+=("$label: verification or transfer failed") ;;

@@ -88,6 +88,20 @@ bench_boot() {
 	fi
 }
 
+# bench_diagnose VARIANT: after a failed measurement, print the host's and the guest's view of the
+# link (the guest's through its console shell) to stderr.
+bench_diagnose() {
+	echo "--- $1: host side" >&2
+	ip -s link show "$BENCH_TAP" >&2
+	ss -tinp "dst $TB_GUEST_IP" >&2 2>/dev/null
+	grep -q "^vhost-" /proc/[0-9]*/comm 2>/dev/null && grep -l "^vhost-" /proc/[0-9]*/comm | while read -r c; do
+		d=${c%/comm}; echo "$(cat "$c") state $(awk '{print $3}' "$d/stat") wchan $(cat "$d/wchan" 2>/dev/null)"
+	done >&2
+	echo "--- $1: guest side (console)" >&2
+	console_send 17022 'echo DIAG-BEGIN; cat /proc/net/dev; cat /proc/net/snmp | grep -A1 Tcp:; netstat -tn 2>/dev/null | grep 17080; dmesg | tail -n 15; echo DIAG-END' &&
+		wait_marker "$BENCH_LOG" DIAG-END 30 >/dev/null && sed -n '/^DIAG-BEGIN/,/^DIAG-END/p' "$BENCH_LOG" >&2
+}
+
 # bench_stop: stop the VMM bench_boot started (if any) and wait for it.
 bench_stop() {
 	[ -n "${BENCH_VMM_PID:-}" ] || return 0
