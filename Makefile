@@ -29,6 +29,7 @@ test: check-fmt vet unit testbed-test ## everything CI runs
 
 testbed-test: ## nested KVM test bed: its own checks and the QEMU self-test (tests/testbed/check)
 	tests/testbed/check
+	tests/testbed/run tests/vmm/boot.sh
 
 testbed-run: ## run one script as root in the test bed: make testbed-run SCRIPT=path [ARGS="..."]
 	tests/testbed/run $(SCRIPT) $(ARGS)

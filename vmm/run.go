@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hlsvmm/hlsvmm/internal/uapi"
 	"github.com/hlsvmm/hlsvmm/vmm/bus"
@@ -202,13 +203,17 @@ type runner struct {
 	log       *slog.Logger
 	unclaimed *accessLog
 
+	// haltCheck is how often the vCPUs are sampled for a guest that
+	// halted for good; 0 disables the check.
+	haltCheck time.Duration
+
 	stopping atomic.Bool
 	stopOnce sync.Once
 	result   Stop
 }
 
 func newRunner(vm *VM, vcpus []*VCPU, log *slog.Logger) *runner {
-	return &runner{vm: vm, vcpus: vcpus, log: log, unclaimed: newAccessLog(log)}
+	return &runner{vm: vm, vcpus: vcpus, log: log, unclaimed: newAccessLog(log), haltCheck: time.Second}
 }
 
 // stop records why the machine stops (the first caller wins) and kicks
@@ -244,6 +249,9 @@ func (r *runner) run(ctx context.Context) Stop {
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
+	if r.haltCheck > 0 {
+		go r.watchHalt(done)
+	}
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -280,6 +288,9 @@ func (r *runner) loop(c *VCPU) *Stop {
 		}
 	}()
 	for !r.stopping.Load() {
+		if c.sampleReq.Swap(false) {
+			c.sample.Store(int32(c.haltState()))
+		}
 		_, err := uapi.Ioctl(c.fd, uapi.KVM_RUN, 0)
 		switch {
 		case err == nil:
@@ -309,6 +320,118 @@ func (c *VCPU) kick() {
 	if c.run != nil {
 		c.run.ImmediateExit = 1
 	}
+	if c.tid != 0 {
+		unix.Tgkill(unix.Getpid(), c.tid, kickSignal)
+	}
+}
+
+// A guest without ACPI cannot power off: Linux's `poweroff` and `halt` end
+// with every CPU in HLT with interrupts disabled, which the in-kernel LAPIC
+// handles without ever exiting to hlsvmm. The runner therefore samples the
+// vCPUs now and then (a signal makes KVM_RUN return; the vCPU reports and
+// re-enters) and treats "every started vCPU halted with IF clear, twice in
+// a row" as the guest having powered off.
+
+// haltState values a vCPU reports when sampled.
+type haltState int32
+
+const (
+	haltUnknown    haltState = iota // not reported yet
+	haltLive                        // running, or halted with interrupts enabled
+	haltDead                        // halted with interrupts disabled: only NMI/INIT could wake it
+	haltNotStarted                  // an AP that never received its SIPI
+)
+
+const rflagsIF = 1 << 9
+
+func (c *VCPU) haltState() haltState {
+	mp, err := c.MPState()
+	if err != nil {
+		return haltLive
+	}
+	switch mp {
+	case uapi.KVM_MP_STATE_UNINITIALIZED:
+		return haltNotStarted
+	case uapi.KVM_MP_STATE_HALTED:
+		regs, err := c.Regs()
+		if err == nil && regs.RFLAGS&rflagsIF == 0 {
+			return haltDead
+		}
+	}
+	return haltLive
+}
+
+// guestHalted samples every vCPU and reports whether the guest can never
+// run again.
+func (r *runner) guestHalted() bool {
+	for _, c := range r.vcpus {
+		c.sample.Store(int32(haltUnknown))
+		c.sampleReq.Store(true)
+		c.signal()
+	}
+	deadline := time.Now().Add(200 * time.Millisecond)
+	states := make([]haltState, len(r.vcpus))
+	for {
+		for i, c := range r.vcpus {
+			states[i] = haltState(c.sample.Load())
+		}
+		if known, halted := haltVerdict(states); known {
+			return halted
+		}
+		if time.Now().After(deadline) || r.stopping.Load() {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// haltVerdict decides from the vCPUs' reports: known is false while a
+// report that could still change the answer is missing; halted is true
+// when no vCPU can run again and at least one halted with IF clear.
+func haltVerdict(states []haltState) (known, halted bool) {
+	dead, missing := 0, false
+	for _, s := range states {
+		switch s {
+		case haltLive:
+			return true, false
+		case haltDead:
+			dead++
+		case haltUnknown:
+			missing = true
+		}
+	}
+	if missing {
+		return false, false
+	}
+	return true, dead > 0
+}
+
+func (r *runner) watchHalt(done <-chan struct{}) {
+	t := time.NewTicker(r.haltCheck)
+	defer t.Stop()
+	streak := 0
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		if !r.guestHalted() {
+			streak = 0
+			continue
+		}
+		if streak++; streak >= 2 {
+			r.stop(Stop{Kind: StopPoweroff, VCPU: -1,
+				Reason: "the guest halted every vCPU with interrupts disabled (poweroff or halt without ACPI)"})
+			return
+		}
+	}
+}
+
+// signal interrupts KVM_RUN on the vCPU's thread without asking it to stop.
+func (c *VCPU) signal() {
+	c.kickMu.Lock()
+	defer c.kickMu.Unlock()
 	if c.tid != 0 {
 		unix.Tgkill(unix.Getpid(), c.tid, kickSignal)
 	}

@@ -223,3 +223,22 @@ func TestSetLINT(t *testing.T) {
 		t.Errorf("LVT1 = %#x, want NMI", got)
 	}
 }
+
+func TestHaltVerdict(t *testing.T) {
+	for _, tc := range []struct {
+		states        []haltState
+		known, halted bool
+	}{
+		{[]haltState{haltDead, haltDead, haltDead, haltDead}, true, true},
+		{[]haltState{haltDead, haltNotStarted}, true, true},
+		{[]haltState{haltDead, haltLive, haltDead}, true, false},
+		{[]haltState{haltLive, haltUnknown}, true, false},
+		{[]haltState{haltDead, haltUnknown}, false, false},
+		{[]haltState{haltNotStarted, haltNotStarted}, true, false}, // nothing ever ran: not a halt
+	} {
+		known, halted := haltVerdict(tc.states)
+		if known != tc.known || halted != tc.halted {
+			t.Errorf("%v: known %v halted %v, want %v %v", tc.states, known, halted, tc.known, tc.halted)
+		}
+	}
+}

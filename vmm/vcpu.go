@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/hlsvmm/hlsvmm/internal/uapi"
@@ -19,6 +20,9 @@ type VCPU struct {
 
 	kickMu sync.Mutex
 	tid    int // OS thread running KVM_RUN, 0 when none
+
+	sampleReq atomic.Bool  // the halt watcher wants a haltState
+	sample    atomic.Int32 // the haltState reported
 
 	closeOnce sync.Once
 	closeErr  error
