@@ -14,7 +14,9 @@ import (
 	"github.com/hlsvmm/hlsvmm/devices/serial"
 	"github.com/hlsvmm/hlsvmm/internal/uapi"
 	"github.com/hlsvmm/hlsvmm/kernel"
+	"github.com/hlsvmm/hlsvmm/metrics/exits"
 	"github.com/hlsvmm/hlsvmm/vmm/memory"
+	"github.com/hlsvmm/hlsvmm/vmm/pcibus"
 )
 
 // MinMemory is the least guest RAM hlsvmm boots a distro kernel with.
@@ -87,8 +89,8 @@ type MachineOptions struct {
 }
 
 // Machine is a guest wired to KVM: the VM, its vCPUs configured for boot,
-// and the legacy platform (debug port sink, PCI config "no device" until a
-// PCI bus is attached). Devices are added on VM().PIO()/MMIO() before Run.
+// the legacy platform and PCI bus 0 (host bridge only until AddVirtio adds
+// devices). Other devices are added on VM().PIO()/MMIO() before Run.
 type Machine struct {
 	log    *slog.Logger
 	guest  *Guest
@@ -96,6 +98,8 @@ type Machine struct {
 	vcpus  []*VCPU
 	runner *runner
 	com1   *serial.UART
+	pci    *pcibus.Bus
+	pciDev []io.Closer // virtio-pci transports, closed before the VM
 
 	runOnce   sync.Once
 	closeOnce sync.Once
@@ -180,17 +184,12 @@ func setBootState(c *VCPU, s *kernel.CPUState) error {
 	return c.SetRegs(bootRegs(s))
 }
 
-// portPCIConfig is PCI configuration mechanism #1 (0xCF8-0xCFF). Until a
-// PCI bus is attached, a sink there answers "no device" (all-ones).
-const (
-	portPCIConfig = 0xcf8
-	sizePCIConfig = 8
-)
-
 // addPlatformDevices puts the PC platform on the port-I/O bus: the
 // harmless legacy ports, the CMOS RTC (Linux's rtc_cmos spins at boot while
 // an absent RTC reads "update in progress"), the i8042 whose reset line
-// (reboot=k) stops the machine, the "no PCI" sink, and COM1.
+// (reboot=k) stops the machine, PCI bus 0 (configuration mechanism #1 on
+// 0xCF8-0xCFF with a host bridge, so Linux finds the bus without ACPI),
+// and COM1.
 func (m *Machine) addPlatformDevices(console io.Writer) error {
 	pio := m.vm.PIO()
 	if err := legacy.RegisterSinks(pio); err != nil {
@@ -202,9 +201,11 @@ func (m *Machine) addPlatformDevices(console io.Writer) error {
 	if err := i8042.New(m.Reset).Register(pio); err != nil {
 		return fmt.Errorf("register i8042: %w", err)
 	}
-	if err := pio.Register(portPCIConfig, sizePCIConfig, legacy.Sink{}); err != nil {
-		return fmt.Errorf("register PCI configuration ports: %w", err)
+	pci, err := pcibus.New(m.vm, &pcibus.Options{Logger: m.log})
+	if err != nil {
+		return err
 	}
+	m.pci = pci
 	m.com1 = serial.New(serial.Config{IRQ: serial.COM1IRQ, Line: m.vm, Out: console, Logger: m.log})
 	if err := pio.Register(serial.COM1Base, serial.Size, m.com1); err != nil {
 		return fmt.Errorf("register COM1: %w", err)
@@ -212,15 +213,21 @@ func (m *Machine) addPlatformDevices(console io.Writer) error {
 	return nil
 }
 
-// RemovePCIStub unregisters the "no device" PCI configuration ports so a
-// PCI bus can take 0xCF8-0xCFF.
-func (m *Machine) RemovePCIStub() { m.vm.PIO().Unregister(portPCIConfig) }
-
 // Serial is COM1, the guest's console: feed it input with Receive.
 func (m *Machine) Serial() *serial.UART { return m.com1 }
 
 // VM is the machine's VM, for registering devices and interrupt routes.
 func (m *Machine) VM() *VM { return m.vm }
+
+// VCPUExits reads every vCPU's exit counters, indexed by vCPU id. Safe
+// from any goroutine while the machine runs.
+func (m *Machine) VCPUExits() []exits.Snapshot {
+	s := make([]exits.Snapshot, len(m.vcpus))
+	for i, c := range m.vcpus {
+		s[i] = c.exits.Snapshot()
+	}
+	return s
+}
 
 // VCPUs is the number of vCPUs.
 func (m *Machine) VCPUs() int { return len(m.vcpus) }
@@ -261,6 +268,11 @@ func (m *Machine) Close() error {
 		var errs []error
 		if m.com1 != nil {
 			errs = append(errs, m.com1.Close())
+		}
+		// Transports first: they detach their irqfds, ioeventfds and MSI
+		// routes from the VM and stop their devices' datapaths.
+		for _, t := range m.pciDev {
+			errs = append(errs, t.Close())
 		}
 		for _, c := range m.vcpus {
 			errs = append(errs, c.Close())

@@ -301,6 +301,7 @@ func (r *runner) loop(c *VCPU) *Stop {
 			return &Stop{Kind: StopFatal, VCPU: c.id, Reason: fmt.Sprintf("KVM_RUN: %v", err), Err: err,
 				Regs: c.DumpRegisters()}
 		}
+		c.exits.Add(c.run.ExitReason)
 		if s := c.handleExit(r.vm.PIO(), r.vm.MMIO(), r.unclaimed); s != nil {
 			if s.Kind == StopFatal {
 				s.Regs = c.DumpRegisters()

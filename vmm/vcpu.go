@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/hlsvmm/hlsvmm/internal/uapi"
+	"github.com/hlsvmm/hlsvmm/metrics/exits"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,6 +24,8 @@ type VCPU struct {
 
 	sampleReq atomic.Bool  // the halt watcher wants a haltState
 	sample    atomic.Int32 // the haltState reported
+
+	exits exits.Counters // KVM exits by reason, for the metrics exporter
 
 	closeOnce sync.Once
 	closeErr  error

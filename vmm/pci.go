@@ -1,0 +1,27 @@
+package vmm
+
+import (
+	"fmt"
+
+	"github.com/hlsvmm/hlsvmm/virtio"
+	virtiopci "github.com/hlsvmm/hlsvmm/virtio/pci"
+)
+
+// AddVirtio plugs dev into PCI bus 0 behind a virtio-pci (modern, MSI-X)
+// transport and returns its device number (00:NN.0). The machine owns the
+// transport and closes it before the VM; the device itself stays the
+// caller's (close it after the machine). Call it before Run.
+func (m *Machine) AddVirtio(dev virtio.Device) (slot int, err error) {
+	t, err := virtiopci.New(dev, m.vm, m.guest.mem, &virtiopci.Options{Logger: m.log})
+	if err != nil {
+		return -1, fmt.Errorf("virtio-pci transport for device type %d: %w", dev.ID(), err)
+	}
+	slot, err = m.pci.Add(t)
+	if err != nil {
+		t.Close()
+		return -1, fmt.Errorf("add virtio device type %d to PCI bus 0: %w", dev.ID(), err)
+	}
+	m.pciDev = append(m.pciDev, t)
+	m.log.Debug("virtio-pci device added", "type", dev.ID(), "slot", fmt.Sprintf("00:%02x.0", slot))
+	return slot, nil
+}
