@@ -13,6 +13,7 @@ import (
 
 	"github.com/hlsvmm/hlsvmm/console"
 	"github.com/hlsvmm/hlsvmm/kernel"
+	"github.com/hlsvmm/hlsvmm/metrics"
 	"github.com/hlsvmm/hlsvmm/vmm"
 	"github.com/urfave/cli/v2"
 )
@@ -40,8 +41,9 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "boot a Linux bzImage in a KVM microVM with a serial console",
-		UsageText: "hlsvmm run --kernel BZIMAGE [--initrd INITRD] [--cmdline ...] [--mem MiB] [--vcpus N] [--serial tcp:HOST:PORT|stdio|none]",
-		Flags: []cli.Flag{
+		UsageText: "hlsvmm run --kernel BZIMAGE [--initrd INITRD] [--cmdline ...] [--mem MiB] [--vcpus N] [--serial tcp:HOST:PORT|stdio|none]\n" +
+			"       [--tap NAME [--mac MAC] [--vhost auto|on|off]] [--metrics HOST:PORT]",
+		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "kernel", Usage: "x86-64 Linux bzImage (e.g. /boot/vmlinuz-*)", Required: true},
 			&cli.StringFlag{Name: "initrd", Usage: "initramfs image"},
 			&cli.StringFlag{Name: "cmdline", Value: defaultCmdline, Usage: "kernel command line"},
@@ -49,7 +51,7 @@ func runCommand() *cli.Command {
 			&cli.IntFlag{Name: "vcpus", Value: defaultVCPUs, Usage: "number of vCPUs"},
 			&cli.StringFlag{Name: "serial", Value: console.DefaultSpec, Usage: "console: tcp:HOST:PORT (server), stdio or none"},
 			&cli.StringFlag{Name: "serial-log", Usage: "also write all console output to this file"},
-		},
+		}, netFlags()...), metricsFlags()...),
 		Action: runAction,
 	}
 }
@@ -72,6 +74,10 @@ func runAction(c *cli.Context) error {
 	serialSpec, err := console.ParseSpec(c.String("serial"))
 	if err != nil {
 		return exitWith(2, fmt.Errorf("--serial: %w", err))
+	}
+	netOpts, err := parseNetFlags(c)
+	if err != nil {
+		return exitWith(2, err)
 	}
 	kernelImage, err := readInput("--kernel", c.String("kernel"))
 	if err != nil {
@@ -120,6 +126,27 @@ func runAction(c *cli.Context) error {
 		}
 	}()
 
+	// Then the host resources the VM will use, each failing before boot
+	// and closed again (a TAP hlsvmm created vanishes with its fd).
+	exporter, err := listenMetrics(c.String("metrics"))
+	if err != nil {
+		guest.Close()
+		code := 1
+		if errors.Is(err, metrics.ErrAddress) {
+			code = 2
+		}
+		return exitWith(code, err)
+	}
+	defer exporter.Close()
+	var netDev *netDevice
+	if netOpts != nil {
+		if netDev, err = openNet(netOpts, slog.Default()); err != nil {
+			guest.Close()
+			return exitWith(1, err)
+		}
+		defer netDev.Close() // after the machine: its transport stops the device first
+	}
+
 	sys, err := vmm.Open("")
 	if err != nil {
 		guest.Close()
@@ -134,6 +161,15 @@ func runAction(c *cli.Context) error {
 		return exitWith(1, err)
 	}
 	defer m.Close()
+	if netDev != nil {
+		if _, err := m.AddVirtio(netDev.dev); err != nil {
+			return exitWith(1, err)
+		}
+		slog.Info(netDev.describe(netOpts))
+	}
+	if err := exporter.register(m, con, serialSpec, netDev); err != nil {
+		return exitWith(1, err)
+	}
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
