@@ -1,5 +1,11 @@
 package queue
 
+import (
+	"fmt"
+
+	"github.com/hlsvmm/hlsvmm/internal/eventfd"
+)
+
 // Notification suppression (virtio 1.2 §2.7.7, §2.7.10).
 //
 // Driver → device (kicks): without EVENT_IDX the device sets
@@ -55,4 +61,17 @@ func (q *Queue) NeedsInterrupt() bool {
 // crossed event (all arithmetic modulo 2^16).
 func NeedEvent(event, new, old uint16) bool {
 	return new-event-1 < new-old
+}
+
+// Interrupt signals call if the driver wants an interrupt for the used
+// elements published since the last decision (NeedsInterrupt), and reports
+// whether it signalled. Call it after Publish.
+func (q *Queue) Interrupt(call *eventfd.EventFD) (bool, error) {
+	if !q.NeedsInterrupt() {
+		return false, nil
+	}
+	if err := call.Signal(); err != nil {
+		return false, fmt.Errorf("interrupt for queue %d: %w", q.index, err)
+	}
+	return true, nil
 }
