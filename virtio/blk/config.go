@@ -47,16 +47,3 @@ func configSpace(sectors uint64, segMax uint32, queues uint16) [configSpaceSize]
 	binary.LittleEndian.PutUint16(s[configNumQueues:], queues)
 	return s
 }
-
-// readConfig copies space[offset:] into data, zero past the end, for any
-// offset and width (offset+i overflowing reads as zero too).
-func readConfig(space []byte, offset uint64, data []byte) {
-	for i := range data {
-		o := offset + uint64(i)
-		if o >= offset && o < uint64(len(space)) {
-			data[i] = space[o]
-		} else {
-			data[i] = 0
-		}
-	}
-}

@@ -14,11 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
-	"sync/atomic"
 
-	"github.com/hlsvmm/hlsvmm/internal/eventfd"
 	"github.com/hlsvmm/hlsvmm/virtio"
 	"github.com/hlsvmm/hlsvmm/virtio/queue"
 )
@@ -51,15 +48,7 @@ type Device struct {
 	log      *slog.Logger
 
 	mu  sync.Mutex
-	run *session // nil when not active
-}
-
-// session is one Activate..Reset period.
-type session struct {
-	d        *Device
-	a        virtio.Activation
-	stopping atomic.Bool
-	wg       sync.WaitGroup
+	run *queue.Workers // nil when not active
 }
 
 // New makes a device serving disk and takes ownership of it (also on
@@ -128,7 +117,9 @@ func (d *Device) QueueMaxSizes() []uint16 {
 }
 
 // ReadConfig reads the configuration space at any offset and width.
-func (d *Device) ReadConfig(offset uint64, data []byte) { readConfig(d.space[:], offset, data) }
+func (d *Device) ReadConfig(offset uint64, data []byte) {
+	virtio.ReadConfigSpace(d.space[:], offset, data)
+}
 
 // WriteConfig ignores the write: writeback (the only writable field) is
 // not offered.
@@ -168,12 +159,16 @@ func (d *Device) Activate(a virtio.Activation) error {
 		}
 		qs[i] = q
 	}
-	s := &session{d: d, a: a}
-	s.wg.Add(len(qs))
+	w := &queue.Workers{Name: "virtio-blk", Log: d.log, Broken: func(q uint16, err error) { d.broken(a, q, err) }}
+	counters := queue.Counters{Kicks: &d.metrics.Kicks, Interrupts: &d.metrics.Interrupts}
 	for i, q := range qs {
-		go s.worker(q, a.Queues[i])
+		var data [][]byte // reused by every request of the queue
+		w.Serve(q, a.Queues[i], counters, func(c *queue.Chain) (n uint32, err error) {
+			n, data, err = d.execute(c, data)
+			return n, err
+		})
 	}
-	d.run = s
+	d.run = w
 	d.log.Info("virtio-blk active", "disk", d.disk.Path(), "read_only", d.disk.ReadOnly(),
 		"sectors", d.disk.Sectors(), "queues", len(qs), "features", fmt.Sprintf("%#x", a.Features))
 	return nil
@@ -185,19 +180,10 @@ func (d *Device) Activate(a virtio.Activation) error {
 func (d *Device) Reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s := d.run
-	if s == nil {
+	if d.run == nil {
 		return
 	}
-	s.stopping.Store(true)
-	for _, qc := range s.a.Queues {
-		// A spurious kick is harmless; a closed eventfd means the transport
-		// tore the queue down, which also woke the worker.
-		if err := qc.Kick.Signal(); err != nil && !errors.Is(err, os.ErrClosed) {
-			d.log.Error("virtio-blk: wake worker", "queue", qc.Index, "err", err)
-		}
-	}
-	s.wg.Wait()
+	d.run.Stop()
 	d.run = nil
 }
 
@@ -210,77 +196,13 @@ func (d *Device) Close() error {
 	return nil
 }
 
-func (s *session) broken(q uint16, err error) {
-	s.d.metrics.MalformedChains.Add(1)
+func (d *Device) broken(a virtio.Activation, q uint16, err error) {
+	d.metrics.MalformedChains.Add(1)
 	err = fmt.Errorf("virtio-blk queue %d: %w", q, err)
-	s.d.log.Warn("device needs reset", "err", err)
-	if s.a.Broken != nil {
-		s.a.Broken(err)
+	d.log.Warn("device needs reset", "err", err)
+	if a.Broken != nil {
+		a.Broken(err)
 	}
-}
-
-// worker serves one queue until Reset or until the guest breaks it.
-func (s *session) worker(q *queue.Queue, qc virtio.QueueConfig) {
-	defer s.wg.Done()
-	var c queue.Chain
-	var data [][]byte
-	for !s.stopping.Load() {
-		q.DisableNotify()
-		done := 0
-		// At most a queue's worth per batch, so a driver that keeps the
-		// queue full still gets completions published and interrupts.
-		for done < int(q.Size()) && !s.stopping.Load() {
-			ok, err := q.Pop(&c)
-			if err != nil {
-				s.broken(qc.Index, err)
-				return
-			}
-			if !ok {
-				break
-			}
-			var n uint32
-			if n, data, err = s.d.execute(&c, data); err != nil {
-				s.broken(qc.Index, err)
-				return
-			}
-			if err := q.PutUsed(c.Head, n); err != nil {
-				s.broken(qc.Index, err)
-				return
-			}
-			done++
-		}
-		if done > 0 {
-			q.Publish()
-			s.interrupt(q, qc.Call)
-		}
-		more, err := q.EnableNotify()
-		if err != nil {
-			s.broken(qc.Index, err)
-			return
-		}
-		if more {
-			continue
-		}
-		if _, err := qc.Kick.Wait(); err != nil {
-			if !s.stopping.Load() {
-				s.d.log.Error("virtio-blk: wait for kick", "queue", qc.Index, "err", err)
-			}
-			return
-		}
-		s.d.metrics.Kicks.Add(1)
-	}
-}
-
-// interrupt signals Call if the driver wants it (EVENT_IDX or flags).
-func (s *session) interrupt(q *queue.Queue, call *eventfd.EventFD) {
-	if !q.NeedsInterrupt() {
-		return
-	}
-	if err := call.Signal(); err != nil {
-		s.d.log.Error("virtio-blk: interrupt", "queue", q.Index(), "err", err)
-		return
-	}
-	s.d.metrics.Interrupts.Add(1)
 }
 
 // execute parses and performs one request, writes its status byte and
