@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 
@@ -61,15 +60,7 @@ type Device struct {
 	log     *slog.Logger
 
 	mu  sync.Mutex
-	run *session
-}
-
-type session struct {
-	d        *Device
-	a        virtio.Activation
-	q        *queue.Queue
-	stopping atomic.Bool
-	wg       sync.WaitGroup
+	run *queue.Workers // nil when not active
 }
 
 // New makes a device with default options.
@@ -140,10 +131,9 @@ func (d *Device) Activate(a virtio.Activation) error {
 	if err != nil {
 		return fmt.Errorf("activate virtio-rng: set up queue: %w", err)
 	}
-	s := &session{d: d, a: a, q: q}
-	s.wg.Add(1)
-	go s.worker()
-	d.run = s
+	w := &queue.Workers{Name: "virtio-rng", Log: d.log, Broken: func(_ uint16, err error) { d.broken(a, err) }}
+	w.Serve(q, qc, queue.Counters{Kicks: &d.metrics.Kicks, Interrupts: &d.metrics.Interrupts}, d.request)
+	d.run = w
 	return nil
 }
 
@@ -152,86 +142,35 @@ func (d *Device) Activate(a virtio.Activation) error {
 func (d *Device) Reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s := d.run
-	if s == nil {
+	if d.run == nil {
 		return
 	}
-	s.stopping.Store(true)
-	if err := s.a.Queues[0].Kick.Signal(); err != nil && !errors.Is(err, os.ErrClosed) {
-		d.log.Error("virtio-rng: wake worker", "err", err)
-	}
-	s.wg.Wait()
+	d.run.Stop()
 	d.run = nil
 }
 
-func (s *session) broken(err error) {
-	s.d.metrics.MalformedChains.Add(1)
+func (d *Device) broken(a virtio.Activation, err error) {
+	d.metrics.MalformedChains.Add(1)
 	err = fmt.Errorf("virtio-rng: %w", err)
-	s.d.log.Warn("device needs reset", "err", err)
-	if s.a.Broken != nil {
-		s.a.Broken(err)
+	d.log.Warn("device needs reset", "err", err)
+	if a.Broken != nil {
+		a.Broken(err)
 	}
 }
 
-func (s *session) worker() {
-	defer s.wg.Done()
-	m, q, qc := s.d.metrics, s.q, s.a.Queues[0]
-	var c queue.Chain
-	for !s.stopping.Load() {
-		q.DisableNotify()
-		done := 0
-		for done < int(q.Size()) && !s.stopping.Load() {
-			ok, err := q.Pop(&c)
-			if err != nil {
-				s.broken(err)
-				return
-			}
-			if !ok {
-				break
-			}
-			if c.ReadLen > 0 {
-				s.broken(fmt.Errorf("%w: %w: chain at head %d has %d device-readable bytes", queue.ErrMalformed, ErrDirection, c.Head, c.ReadLen))
-				return
-			}
-			n, err := fill(c.Writable, MaxRequest)
-			if err != nil {
-				m.HostErrors.Add(1)
-				s.d.log.Error("virtio-rng: getrandom", "err", err)
-			}
-			if err := q.PutUsed(c.Head, uint32(n)); err != nil {
-				s.broken(err)
-				return
-			}
-			m.Requests.Add(1)
-			m.Bytes.Add(uint64(n))
-			done++
-		}
-		if done > 0 {
-			q.Publish()
-			if q.NeedsInterrupt() {
-				if err := qc.Call.Signal(); err != nil {
-					s.d.log.Error("virtio-rng: interrupt", "err", err)
-				} else {
-					m.Interrupts.Add(1)
-				}
-			}
-		}
-		more, err := q.EnableNotify()
-		if err != nil {
-			s.broken(err)
-			return
-		}
-		if more {
-			continue
-		}
-		if _, err := qc.Kick.Wait(); err != nil {
-			if !s.stopping.Load() {
-				s.d.log.Error("virtio-rng: wait for kick", "err", err)
-			}
-			return
-		}
-		m.Kicks.Add(1)
+// request fills one chain's device-writable buffers with random bytes.
+func (d *Device) request(c *queue.Chain) (uint32, error) {
+	if c.ReadLen > 0 {
+		return 0, fmt.Errorf("%w: %w: chain at head %d has %d device-readable bytes", queue.ErrMalformed, ErrDirection, c.Head, c.ReadLen)
 	}
+	n, err := fill(c.Writable, MaxRequest)
+	if err != nil {
+		d.metrics.HostErrors.Add(1)
+		d.log.Error("virtio-rng: getrandom", "err", err)
+	}
+	d.metrics.Requests.Add(1)
+	d.metrics.Bytes.Add(uint64(n))
+	return uint32(n), nil
 }
 
 // fill writes up to limit random bytes into segs, in order, and returns how
