@@ -129,12 +129,7 @@ func (d *Device) QueueMaxSizes() []uint16 { return []uint16{d.qsize} }
 
 // ReadConfig reads the tag length and tag at any offset and width.
 func (d *Device) ReadConfig(offset uint64, data []byte) {
-	for i := range data {
-		data[i] = 0
-		if o := offset + uint64(i); o >= offset && o < uint64(len(d.space)) {
-			data[i] = d.space[o]
-		}
-	}
+	virtio.ReadConfigSpace(d.space, offset, data)
 }
 
 // WriteConfig ignores the write: the config space is read-only.

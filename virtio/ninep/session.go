@@ -76,20 +76,19 @@ type request struct {
 }
 
 type session struct {
-	d    *Device
-	a    virtio.Activation
-	q    *queue.Queue
-	kick *eventfd.EventFD
-	call *eventfd.EventFD
+	d     *Device
+	a     virtio.Activation
+	q     *queue.Queue
+	call  *eventfd.EventFD
+	w     *queue.Workers // the queue goroutine; w.Stopping() is the session's stop flag
+	chain queue.Chain    // the queue goroutine's
 
 	msgs       chan []byte
 	done       chan struct{} // closed by stop: the reader returns EOF
 	stopOnce   sync.Once
-	loopDone   chan struct{}
 	handleDone chan struct{}
 
 	mu       sync.Mutex
-	stopping bool
 	broken   bool
 	msize    uint32
 	inflight []*request // by internal tag
@@ -104,10 +103,9 @@ func startSession(d *Device, a virtio.Activation) (*session, error) {
 		return nil, fmt.Errorf("set up request queue: %w", err)
 	}
 	s := &session{
-		d: d, a: a, q: q, kick: qc.Kick, call: qc.Call,
+		d: d, a: a, q: q, call: qc.Call,
 		msgs:       make(chan []byte, qc.Size),
 		done:       make(chan struct{}),
-		loopDone:   make(chan struct{}),
 		handleDone: make(chan struct{}),
 		msize:      d.maxSize,
 		inflight:   make([]*request, qc.Size),
@@ -116,8 +114,9 @@ func startSession(d *Device, a virtio.Activation) (*session, error) {
 	for i := range qc.Size {
 		s.free = append(s.free, qc.Size-1-i)
 	}
+	s.w = &queue.Workers{Name: "virtio-9p", Log: d.log, Broken: func(_ uint16, err error) { s.fail(err) }}
 	go s.serve()
-	go s.loop()
+	s.w.Go(qc, nil, s.drain)
 	return s, nil
 }
 
@@ -125,24 +124,15 @@ func startSession(d *Device, a virtio.Activation) (*session, error) {
 // any server goroutine runs; then every fid is clunked (the server closes
 // their files when its connection ends).
 func (s *session) stop() {
-	s.mu.Lock()
-	s.stopping = true
-	s.mu.Unlock()
+	s.w.Stop()
 	s.stopOnce.Do(func() { close(s.done) })
-	if err := s.kick.Signal(); err != nil {
-		s.d.log.Warn("virtio-9p: wake request queue", "err", err)
-	}
-	<-s.loopDone
 	<-s.handleDone
 }
 
 func (s *session) serve() {
 	defer close(s.handleDone)
 	err := s.d.server.Handle(&requestReader{msgs: s.msgs, done: s.done}, &replyWriter{s: s})
-	s.mu.Lock()
-	stopping := s.stopping
-	s.mu.Unlock()
-	if !stopping {
+	if !s.w.Stopping() {
 		s.fail(fmt.Errorf("%w: 9P server ended the session (%v)", queue.ErrMalformed, err))
 	}
 }
@@ -150,7 +140,7 @@ func (s *session) serve() {
 // fail marks the device broken once. It must be called without s.mu.
 func (s *session) fail(err error) {
 	s.mu.Lock()
-	if s.broken || s.stopping {
+	if s.broken || s.w.Stopping() {
 		s.mu.Unlock()
 		return
 	}
@@ -163,44 +153,32 @@ func (s *session) fail(err error) {
 	}
 }
 
-func (s *session) loop() {
-	defer close(s.loopDone)
-	var c queue.Chain
+// drain admits every chain the driver made available, until it finds none
+// with notifications re-enabled. A broken session leaves the queue alone
+// until Reset.
+func (s *session) drain() error {
 	for {
 		s.mu.Lock()
-		if s.stopping || s.broken {
+		if s.broken || s.w.Stopping() {
 			s.mu.Unlock()
-			return
+			return nil
 		}
 		s.q.DisableNotify()
 		var err error
 		for err == nil {
 			var ok bool
-			if ok, err = s.q.Pop(&c); err != nil || !ok {
+			if ok, err = s.q.Pop(&s.chain); err != nil || !ok {
 				break
 			}
-			err = s.admit(&c)
+			err = s.admit(&s.chain)
 		}
 		more := false
 		if err == nil {
 			more, err = s.q.EnableNotify()
 		}
 		s.mu.Unlock()
-		if err != nil {
-			s.fail(err)
-			return
-		}
-		if more {
-			continue
-		}
-		if _, err := s.kick.Wait(); err != nil {
-			s.mu.Lock()
-			stopping := s.stopping
-			s.mu.Unlock()
-			if !stopping {
-				s.d.log.Error("virtio-9p: wait for kick", "err", err)
-			}
-			return
+		if err != nil || !more {
+			return err
 		}
 	}
 }
@@ -280,11 +258,7 @@ func (s *session) complete(r *request, n uint32) error {
 	if err := s.q.AddUsed(r.head, n); err != nil {
 		return err
 	}
-	if s.q.NeedsInterrupt() {
-		if err := s.call.Signal(); err != nil {
-			s.d.log.Error("virtio-9p: interrupt", "err", err)
-		}
-	}
+	s.w.Interrupt(s.q, s.call, nil)
 	return nil
 }
 
@@ -377,7 +351,7 @@ func (w *replyWriter) begin() {
 		w.req = s.inflight[w.itag]
 	}
 	w.fits = w.req != nil && w.size <= w.req.writeLen
-	if w.fits && !s.stopping && !s.broken {
+	if w.fits && !s.w.Stopping() && !s.broken {
 		h := w.hdr
 		binary.LittleEndian.PutUint16(h[5:], w.req.guestTag)
 		scatterAt(w.req.writable, 0, h[:])
@@ -387,7 +361,7 @@ func (w *replyWriter) begin() {
 func (w *replyWriter) body(p []byte) {
 	s := w.s
 	s.mu.Lock()
-	if w.fits && !s.stopping && !s.broken {
+	if w.fits && !s.w.Stopping() && !s.broken {
 		scatterAt(w.req.writable, w.got, p)
 	}
 	s.mu.Unlock()
@@ -399,7 +373,7 @@ func (w *replyWriter) finish() error {
 	w.nhdr = 0
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stopping || s.broken {
+	if s.w.Stopping() || s.broken {
 		return nil
 	}
 	switch {
