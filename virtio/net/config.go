@@ -49,16 +49,3 @@ func ParseMAC(s string) ([6]byte, error) {
 	}
 	return m, nil
 }
-
-// readConfig copies space[offset:] into data, zero past the end, for any
-// offset and width.
-func readConfig(space []byte, offset uint64, data []byte) {
-	for i := range data {
-		o := offset + uint64(i)
-		if o >= offset && o < uint64(len(space)) {
-			data[i] = space[o]
-		} else {
-			data[i] = 0
-		}
-	}
-}

@@ -121,7 +121,9 @@ func (d *Device) QueueMaxSizes() []uint16 {
 }
 
 // ReadConfig reads the configuration space at any offset and width.
-func (d *Device) ReadConfig(offset uint64, data []byte) { readConfig(d.space[:], offset, data) }
+func (d *Device) ReadConfig(offset uint64, data []byte) {
+	virtio.ReadConfigSpace(d.space[:], offset, data)
+}
 
 // WriteConfig ignores the write: every field offered is read-only (the MAC
 // is writable only through the control queue, not offered).

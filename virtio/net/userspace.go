@@ -149,14 +149,11 @@ func (s *session) broken(q string, err error) {
 
 // interrupt signals the queue's Call eventfd if the driver wants it.
 func (s *session) interrupt(q *queue.Queue, call *eventfd.EventFD) {
-	if !q.NeedsInterrupt() {
-		return
-	}
-	if err := call.Signal(); err != nil {
+	if ok, err := q.Interrupt(call); err != nil {
 		s.u.log.Error("userspace datapath: interrupt", "queue", q.Index(), "err", err)
-		return
+	} else if ok {
+		s.u.m.Interrupts.Add(1)
 	}
-	s.u.m.Interrupts.Add(1)
 }
 
 // waitKick parks until the driver kicks (or Stop wakes us) and reports
