@@ -39,11 +39,11 @@ const (
 
 func runCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "run",
-		Usage:     "boot a Linux bzImage in a KVM microVM with a serial console",
+		Name:  "run",
+		Usage: "boot a Linux bzImage in a KVM microVM with a serial console",
 		UsageText: "hlsvmm run --kernel BZIMAGE [--initrd INITRD] [--cmdline ...] [--mem MiB] [--vcpus N] [--serial tcp:HOST:PORT|stdio|none]\n" +
-			"       [--tap NAME [--mac MAC] [--vhost auto|on|off]] [--metrics HOST:PORT]",
-		Flags: append(append([]cli.Flag{
+			"       [--tap NAME [--mac MAC] [--vhost auto|on|off]] [--metrics HOST:PORT] [--disk PATH[,ro]]... [--share PATH:TAG,ro]...",
+		Flags: append(append(append([]cli.Flag{
 			&cli.StringFlag{Name: "kernel", Usage: "x86-64 Linux bzImage (e.g. /boot/vmlinuz-*)", Required: true},
 			&cli.StringFlag{Name: "initrd", Usage: "initramfs image"},
 			&cli.StringFlag{Name: "cmdline", Value: defaultCmdline, Usage: "kernel command line"},
@@ -51,7 +51,7 @@ func runCommand() *cli.Command {
 			&cli.IntFlag{Name: "vcpus", Value: defaultVCPUs, Usage: "number of vCPUs"},
 			&cli.StringFlag{Name: "serial", Value: console.DefaultSpec, Usage: "console: tcp:HOST:PORT (server), stdio or none"},
 			&cli.StringFlag{Name: "serial-log", Usage: "also write all console output to this file"},
-		}, netFlags()...), metricsFlags()...),
+		}, netFlags()...), metricsFlags()...), deviceFlags()...),
 		Action: runAction,
 	}
 }
@@ -79,6 +79,11 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return exitWith(2, err)
 	}
+	devs, err := openDevices(c, slog.Default()) // --disk, --share, --rng: opened and checked before boot
+	if err != nil {
+		return err
+	}
+	defer devs.Close() // after the machine: its transports stop the devices first
 	kernelImage, err := readInput("--kernel", c.String("kernel"))
 	if err != nil {
 		return err
@@ -166,6 +171,9 @@ func runAction(c *cli.Context) error {
 			return exitWith(1, err)
 		}
 		slog.Info(netDev.describe(netOpts))
+	}
+	if err := devs.attach(m, slog.Default()); err != nil {
+		return exitWith(1, err)
 	}
 	if err := exporter.register(m, con, serialSpec, netDev); err != nil {
 		return exitWith(1, err)
