@@ -28,11 +28,12 @@ type StopKind int
 const (
 	// StopPoweroff: the guest powered off (or halted for good).
 	StopPoweroff StopKind = iota + 1
-	// StopReset: the guest asked for a reset (i8042 pulse, KVM reset event).
+	// StopReset: the guest asked for a reset (i8042 pulse, KVM reset event,
+	// triple fault: Linux's reboot=t, which NixOS guests may use).
 	StopReset
 	// StopHost: the host asked (signal, context cancelled).
 	StopHost
-	// StopFatal: a vCPU cannot continue (triple fault, entry failure,
+	// StopFatal: a vCPU cannot continue (entry failure,
 	// internal error, unhandled exit).
 	StopFatal
 )
@@ -145,7 +146,9 @@ func (c *VCPU) handleExit(pio, mmio *bus.Bus, unclaimed *accessLog) (stop *Stop)
 		// to wake it is the end.
 		return &Stop{Kind: StopPoweroff, VCPU: c.id, Reason: "vCPU halted (KVM_EXIT_HLT)"}
 	case uapi.KVM_EXIT_SHUTDOWN:
-		return fatal("triple fault (KVM_EXIT_SHUTDOWN)")
+		// A triple fault resets a PC; Linux reboots this way with reboot=t.
+		// hlsvmm does not restart guests, so it is a reset like the i8042's.
+		return &Stop{Kind: StopReset, VCPU: c.id, Reason: "triple fault (KVM_EXIT_SHUTDOWN): guest reset"}
 	case uapi.KVM_EXIT_FAIL_ENTRY:
 		fe := c.run.FailEntry()
 		return fatal("VM entry failed (KVM_EXIT_FAIL_ENTRY): hardware reason %#x on host CPU %d",

@@ -149,7 +149,7 @@ func TestExitStops(t *testing.T) {
 		want  StopKind
 		text  string
 	}{
-		{"shutdown", func(r *uapi.KvmRun) { r.ExitReason = uapi.KVM_EXIT_SHUTDOWN }, StopFatal, "triple fault"},
+		{"shutdown", func(r *uapi.KvmRun) { r.ExitReason = uapi.KVM_EXIT_SHUTDOWN }, StopReset, "triple fault"},
 		{"hlt", func(r *uapi.KvmRun) { r.ExitReason = uapi.KVM_EXIT_HLT }, StopPoweroff, "halted"},
 		{"fail entry", func(r *uapi.KvmRun) {
 			r.ExitReason = uapi.KVM_EXIT_FAIL_ENTRY
