@@ -215,8 +215,14 @@ func TestUserspaceEventIdxSuppression(t *testing.T) {
 		r.tx.KickDevice()
 		r.written()
 		r.tx.WaitUsed(wait)
+		// The device asks to be kicked for the next buffer only. It
+		// writes avail_event after publishing the used entry, so give
+		// it until the deadline to do so.
+		deadline := time.Now().Add(wait)
+		for r.tx.AvailEvent() != uint16(i+1) && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
 		if got := r.tx.AvailEvent(); got != uint16(i+1) {
-			// The device asks to be kicked for the next buffer only.
 			t.Fatalf("after %d frames avail_event = %d", i+1, got)
 		}
 	}
