@@ -30,6 +30,8 @@ test: check-fmt vet unit testbed-test ## everything CI runs
 testbed-test: ## nested KVM test bed: its own checks and the QEMU self-test (tests/testbed/check)
 	tests/testbed/check
 	tests/testbed/run tests/vmm/boot.sh
+	tests/storage/assets .cache/testbed/storage
+	tests/testbed/run tests/storage/boot.sh
 
 testbed-run: ## run one script as root in the test bed: make testbed-run SCRIPT=path [ARGS="..."]
 	tests/testbed/run $(SCRIPT) $(ARGS)
@@ -42,6 +44,14 @@ bench: ## datapath comparison in the test bed: QEMU and hlsvmm, vhost on/off, as
 		tests/testbed/run tests/bench/datapath.sh
 
 .PHONY: bench
+
+bench-storage: ## storage figures in the test bed: store disk and 9p share, seq MiB/s and 4 KiB IOPS, hlsvmm vs QEMU (BENCH_READS BENCH_SAMPLES BENCH_MSIZE)
+	tests/storage/assets .cache/testbed/storage
+	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-1800} \
+	HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} BENCH_READS BENCH_SAMPLES BENCH_MSIZE STORAGE_BIG_MIB" \
+		tests/testbed/run tests/storage/bench.sh
+
+.PHONY: bench-storage
 
 NETFLAGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

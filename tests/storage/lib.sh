@@ -1,0 +1,120 @@
+# tests/storage/lib.sh — helpers for the storage test-bed scripts (boot.sh, bench.sh). Source it after
+# tests/testbed/lib.sh. The guest: the Debian kernel, the test guest's initrd (busybox, modules) with
+# tests/storage/stage1-init appended, and the system on the erofs store disk or the 9p share.
+
+ST=${ST_DIR:-/tmp/storage}           # L1-local (tmpfs) copies: store.erofs, tree/, secret-outside, initrd
+ST_PORT=${ST_PORT:-17022}
+ST_OUT=${HLSVMM_OUT:-/tmp}
+# What a NixOS guest passes: hlsvmm must hand it to the kernel untouched.
+ST_NIXOS_PARAMS="init=/sbin/init regInfo=/nix/store/0123456789abcdfghijklmnpqrsvwxyz-closure-info/registration root=fstab"
+ST_CMDLINE_BASE="console=ttyS0 panic=1 i8042.noaux i8042.nomux i8042.dumbkbd nomodeset quiet"
+
+# st_prepare: the assets (tests/storage/assets, built on the host by the make targets; rebuilt here
+# if stale) copied to L1's tmpfs, and the combined initrd.
+st_prepare() {
+	local assets=${STORAGE_ASSETS:-$HLSVMM_REPO/.cache/testbed/storage}
+	"$HLSVMM_REPO/tests/storage/assets" "$assets" || return 1
+	rm -rf "$ST" && mkdir -p "$ST" || return 1
+	cp -a "$assets/tree" "$assets/secret-outside" "$assets/store.erofs" "$assets/store.sha256" "$ST/" || return 1
+	cat "$HLSVMM_INITRD" "$assets/stage1.cpio.gz" >"$ST/initrd" || return 1
+	ST_SECRET=$(cat "$ST/secret-outside")
+	ST_BIG_SHA=$(cut -d' ' -f1 "$ST/tree/data/big.sha256")
+}
+
+# st_start NAME CMDLINE-EXTRA HLSVMM-ARGS...: start hlsvmm with the storage guest, console on TCP
+# ST_PORT (client output in $ST_OUT/NAME.client, console log NAME.console, stderr NAME.err); waits for
+# HLSVMM-GUEST-READY (ST_BOOT_TIMEOUT, 600 s). Sets ST_PID and fd 3 (the console connection).
+st_start() {
+	local name=$1 extra=$2
+	shift 2
+	ST_NAME=$name
+	ST_CLIENT=$ST_OUT/$name.client ST_CONSOLE=$ST_OUT/$name.console ST_ERR=$ST_OUT/$name.err
+	hlsvmm run --kernel "$HLSVMM_KERNEL" --initrd "$ST/initrd" --mem "${ST_MEM:-1024}" --vcpus "${ST_VCPUS:-2}" \
+		--cmdline "$ST_CMDLINE_BASE $extra" --serial "tcp:127.0.0.1:$ST_PORT" --serial-log "$ST_CONSOLE" \
+		"$@" >"$ST_OUT/$name.out" 2>"$ST_ERR" &
+	ST_PID=$!
+	st_connect
+}
+
+# st_connect: connect fd 3 to the console, collect into ST_CLIENT, wait for the marker.
+st_connect() {
+	: >"$ST_CLIENT"
+	local i
+	for i in $(seq 200); do
+		{ exec 3<>"/dev/tcp/127.0.0.1/$ST_PORT"; } 2>/dev/null && break
+		kill -0 "$ST_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	{ true >&3; } 2>/dev/null || { echo "st_connect: no console on 127.0.0.1:$ST_PORT" >&2; return 1; }
+	cat <&3 >"$ST_CLIENT" &
+	ST_READER=$!
+	ST_N=0
+	wait_marker "$ST_CLIENT" HLSVMM-GUEST-READY "${ST_BOOT_TIMEOUT:-600}" "$ST_PID" >"$ST_OUT/$ST_NAME.boot-secs" || return 1
+	sleep 1 # let the shell print its prompt
+}
+
+# st_stop: end the VMM (if still running) and the console reader.
+st_stop() {
+	exec 3>&- 2>/dev/null
+	[ -z "${ST_READER:-}" ] || kill "$ST_READER" 2>/dev/null
+	[ -z "${ST_PID:-}" ] || { kill "$ST_PID" 2>/dev/null; wait "$ST_PID" 2>/dev/null; }
+	ST_PID= ST_READER=
+}
+
+# st_cmd CMD [TIMEOUT]: type CMD on the console and wait for its END tag; its output is the lines
+# between the echoed command and the tag (st_out prints them).
+st_cmd() {
+	ST_N=$((ST_N + 1))
+	printf '%s; echo "END-%s-$((1+1))"\n' "$1" "$ST_N" >&3
+	local i
+	for i in $(seq $((${2:-60} * 10))); do
+		tr -d '\r' <"$ST_CLIENT" | grep -aq "^END-$ST_N-2$" && return 0
+		sleep 0.1
+	done
+	echo "st_cmd: no END-$ST_N after ${2:-60}s for: $1" >&2
+	return 1
+}
+# st_out: the output of the last st_cmd (lines after its echo up to its END tag).
+st_out() {
+	tr -d '\r' <"$ST_CLIENT" | awk -v n="$ST_N" '
+		index($0, "END-" n "-$((1+1))") {on = 1; next}
+		$0 == "END-" n "-2" {exit}
+		on {print}'
+}
+# st_value KEY: the last KEY=VALUE line the guest printed.
+st_value() { tr -d '\r' <"$ST_CLIENT" | grep -a "^$1=" | tail -n 1 | cut -d= -f2-; }
+
+# st_wait_exit SECONDS: wait for hlsvmm to exit; prints its status (empty if still running).
+st_wait_exit() {
+	local i
+	for i in $(seq $(($1 * 10))); do
+		kill -0 "$ST_PID" 2>/dev/null || { wait "$ST_PID"; echo $?; ST_PID=; return 0; }
+		sleep 0.1
+	done
+}
+
+# st_qemu_start NAME CMDLINE-EXTRA: the same guest under the reference QEMU (tests/testbed/lib.sh's
+# machine: q35, KVM, -cpu host, no network here) with virtio-blk-pci on store.erofs (read-only),
+# virtio-9p-pci on tree as ro-store (read-only) and virtio-rng-pci; console like st_start's.
+st_qemu_start() {
+	local name=$1 extra=$2
+	ST_NAME=$name
+	ST_CLIENT=$ST_OUT/$name.client ST_CONSOLE=$ST_OUT/$name.console ST_ERR=$ST_OUT/$name.err
+	: >"$ST_CONSOLE"
+	qemu-system-x86_64 \
+		-name hlsvmm-ref-storage -M q35 -enable-kvm -cpu host \
+		-smp "${ST_VCPUS:-2}" -m "${ST_MEM:-1024}" \
+		-nodefaults -no-user-config -display none -no-reboot \
+		-kernel "$HLSVMM_KERNEL" -initrd "$ST/initrd" \
+		-append "$ST_CMDLINE_BASE $extra" \
+		-chardev socket,id=con,host=127.0.0.1,port="$ST_PORT",server=on,wait=off,logfile="$ST_CONSOLE" \
+		-serial chardev:con \
+		-drive file="$ST/store.erofs",if=none,id=store,format=raw,readonly=on \
+		-device virtio-blk-pci,drive=store \
+		-fsdev local,id=share,path="$ST/tree",security_model=none,readonly=on \
+		-device virtio-9p-pci,fsdev=share,mount_tag=ro-store \
+		-device virtio-rng-pci \
+		</dev/null >"$ST_OUT/$name.out" 2>"$ST_ERR" &
+	ST_PID=$!
+	st_connect
+}
