@@ -11,6 +11,7 @@ set -uo pipefail
 . "$HLSVMM_REPO/tests/testbed/lib.sh"
 . "$HLSVMM_REPO/tests/storage/lib.sh"
 
+ST_COPY=1
 READS=${BENCH_READS:-2000} SAMPLES=${BENCH_SAMPLES:-3} MSIZE=${BENCH_MSIZE:-262144}
 trap st_stop EXIT
 RES=$ST_OUT/storage-bench.txt
@@ -42,7 +43,7 @@ bench() {
 	local vmm=$1
 	tb_phase "$vmm-boot"
 	if [ "$vmm" = hlsvmm ]; then
-		st_start "bench-$vmm" "stage1.store=disk" --disk "$ST/store.erofs,ro" --share "$ST/tree:ro-store,ro"
+		st_start "bench-$vmm" "stage1.store=disk" --disk "$ST_IMG,ro" --share "$ST_TREE:ro-store,ro"
 	else
 		st_qemu_start "bench-$vmm" "stage1.store=disk"
 	fi || { tail -n 20 "$ST_CONSOLE" >&2; tail -n 5 "$ST_ERR" >&2; tb_fail "$vmm: the guest did not boot"; }
@@ -63,7 +64,7 @@ bench qemu
 median() { awk -v k="$1 $2 $3" '$1" "$2" "$3 == k {print $4}' "$RES" | sort -g | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]}'; }
 direct() { awk -v k="$1 $2 $3" '$1" "$2" "$3 == k {d = $5} END {print d == 1 ? "O_DIRECT" : "buffered"}' "$RES"; }
 echo
-echo "storage: $(($(stat -c %s "$ST/tree/data/big") >> 20)) MiB file, 4 KiB random reads x$READS, median of $SAMPLES, 9p msize $MSIZE, guest ${ST_MEM:-1024} MiB / ${ST_VCPUS:-2} vCPUs"
+echo "storage: $(($(stat -c %s "$ST_TREE/data/big") >> 20)) MiB file, 4 KiB random reads x$READS, median of $SAMPLES, 9p msize $MSIZE, guest ${ST_MEM:-1024} MiB / ${ST_VCPUS:-2} vCPUs"
 printf '%-26s %12s %12s %8s  %s\n' metric hlsvmm qemu ratio "mode (hlsvmm/qemu)"
 for row in "blk seq MiB/s" "blk rand IOPS" "9p seq MiB/s" "9p rand IOPS"; do
 	set -- $row

@@ -27,8 +27,8 @@ dump() { # dump: the end of the current VM's console and stderr
 
 tb_phase assets
 st_prepare || { echo "FAIL: storage assets" >&2; exit 1; }
-sha_before=$(sha256sum <"$ST/store.erofs" | cut -d' ' -f1)
-[ "$sha_before" = "$(cat "$ST/store.sha256")" ] || fail "store.erofs copy differs from the built image"
+sha_before=$(sha256sum <"$ST_IMG" | cut -d' ' -f1)
+[ "$sha_before" = "$ST_IMG_SHA" ] || fail "store.erofs copy differs from the built image"
 
 # check_sum WHAT: sha256sum of /data/big in the guest against the host's.
 check_sum() {
@@ -37,7 +37,7 @@ check_sum() {
 	if st_cmd 'echo "BIGSUM=$(sha256sum /data/big | cut -d" " -f1)"' 900; then
 		got=$(st_value BIGSUM)
 		secs=$(awk -v a="$t0" -v b="$(tb_now)" 'BEGIN{printf "%.1f", b-a}')
-		[ "$got" = "$ST_BIG_SHA" ] && pass "$1: $(($(stat -c %s "$ST/tree/data/big") >> 20)) MiB read in the guest, sha256 matches the host's (${secs}s)" ||
+		[ "$got" = "$ST_BIG_SHA" ] && pass "$1: $(($(stat -c %s "$ST_TREE/data/big") >> 20)) MiB read in the guest, sha256 matches the host's (${secs}s)" ||
 			fail "$1: guest sha256 '$got', host $ST_BIG_SHA"
 	else
 		fail "$1: sha256sum in the guest did not finish"
@@ -46,7 +46,7 @@ check_sum() {
 
 # --- (a) the erofs store disk -------------------------------------------------------------------------
 tb_phase disk-boot
-if st_start disk "stage1.store=disk reboot=k $ST_NIXOS_PARAMS" --disk "$ST/store.erofs,ro"; then
+if st_start disk "stage1.store=disk reboot=k $ST_NIXOS_PARAMS" --disk "$ST_IMG,ro"; then
 	pass "(a) disk: HLSVMM-GUEST-READY from the system on the erofs store disk ($(cat "$ST_OUT/disk.boot-secs")s)"
 	grep -aq '^stage1: store disk /dev/vda (label nix-store, read-only 1)' "$ST_CONSOLE" &&
 		pass "(a) disk: stage 1 found /dev/vda by its label nix-store, read-only" ||
@@ -72,19 +72,19 @@ if st_start disk "stage1.store=disk reboot=k $ST_NIXOS_PARAMS" --disk "$ST/store
 	check_sum "(c) disk"
 	tb_phase disk-poweroff
 	printf 'poweroff\n' >&3
-	st=$(st_wait_exit 120)
+	st_wait_exit 120; st=$ST_STATUS
 	[ "$st" = 0 ] && pass "(a) disk: poweroff → hlsvmm exited 0" || { fail "(a) disk: poweroff → status '${st:-still running}'"; dump; }
 else
 	fail "(a) disk: no HLSVMM-GUEST-READY"; dump
 fi
 st_stop
-sha_after=$(sha256sum <"$ST/store.erofs" | cut -d' ' -f1)
+sha_after=$(sha256sum <"$ST_IMG" | cut -d' ' -f1)
 [ "$sha_after" = "$sha_before" ] && pass "(a) disk: the image's sha256 is unchanged after the run (${sha_after:0:16}…)" ||
 	fail "(a) disk: image sha256 changed: $sha_before → $sha_after"
 
 # --- (b) the 9p share ------------------------------------------------------------------------------------
 tb_phase 9p-boot
-if st_start share "stage1.store=9p reboot=k $ST_NIXOS_PARAMS" --share "$ST/tree:ro-store,ro"; then
+if st_start share "stage1.store=9p reboot=k $ST_NIXOS_PARAMS" --share "$ST_TREE:ro-store,ro"; then
 	pass "(b) 9p: HLSVMM-GUEST-READY from the system on the ro-store share ($(cat "$ST_OUT/share.boot-secs")s)"
 	grep -aq '^system: root 9p ro-store ro' "$ST_CONSOLE" && pass "(b) 9p: / is the 9p share ro-store, ro" ||
 		fail "(b) 9p: root mount: $(grep -a '^system: root' "$ST_CONSOLE")"
@@ -106,12 +106,12 @@ if st_start share "stage1.store=9p reboot=k $ST_NIXOS_PARAMS" --share "$ST/tree:
 	[ "${up%% *}" = / ] && [ "${up#* }" = "$root" ] && [ "$dd" = "$root" ] && [ -n "$root" ] &&
 		pass "(b) 9p: cd .. and /../.. stay at the share's root ($root)" || fail "(b) 9p: cd .. gave '$up', /../.. '$dd', / '$root'"
 	[ "$(st_value TOUCH)" != 0 ] && pass "(b) 9p: touch / fails ($(st_value TOUCH))" || fail "(b) 9p: touch / succeeded"
-	[ ! -e "$ST/tree/written" ] || fail "(b) 9p: a file appeared in the share on the host"
+	[ ! -e "$ST_TREE/written" ] || fail "(b) 9p: a file appeared in the share on the host"
 	tb_phase 9p-read
 	check_sum "(c) 9p"
 	tb_phase 9p-reboot
 	printf 'reboot\n' >&3
-	st=$(st_wait_exit 120)
+	st_wait_exit 120; st=$ST_STATUS
 	[ "$st" = 0 ] && pass "(b) reboot=k: reboot → hlsvmm exited 0 ($(grep -ao 'how=[a-z]*' "$ST_ERR" | tail -n 1))" ||
 		{ fail "(b) reboot=k: reboot → status '${st:-still running}'"; dump; }
 else
@@ -121,9 +121,9 @@ st_stop
 
 # --- (d) reboot=t: a triple fault -------------------------------------------------------------------------
 tb_phase reboot-t
-if st_start reboot-t "stage1.store=disk reboot=t $ST_NIXOS_PARAMS" --disk "$ST/store.erofs,ro" --rng=false; then
+if st_start reboot-t "stage1.store=disk reboot=t $ST_NIXOS_PARAMS" --disk "$ST_IMG,ro" --rng=false; then
 	printf 'reboot\n' >&3
-	st=$(st_wait_exit 120)
+	st_wait_exit 120; st=$ST_STATUS
 	if [ "$st" = 0 ] && grep -aq 'triple fault' "$ST_ERR"; then
 		pass "(d) reboot=t: reboot → triple fault → hlsvmm exited 0"
 	else
@@ -147,7 +147,7 @@ bad "missing disk" "no such file" --disk /nonexistent.img,ro
 head -c 1000 /dev/zero >"$ST/odd.img"
 bad "unaligned image" "multiple of 512" --disk "$ST/odd.img,ro"
 bad "missing share" "no such file" --share /nonexistent:ro-store,ro
-bad "read-write share" "add ,ro" --share "$ST/tree:ro-store"
+bad "read-write share" "add ,ro" --share "$ST_TREE:ro-store"
 
 [ $failed -eq 0 ] || { echo "storage boot.sh: $failed failed"; exit 1; }
 echo "storage boot.sh: all passed"

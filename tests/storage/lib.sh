@@ -2,7 +2,8 @@
 # tests/testbed/lib.sh. The guest: the Debian kernel, the test guest's initrd (busybox, modules) with
 # tests/storage/stage1-init appended, and the system on the erofs store disk or the 9p share.
 
-ST=${ST_DIR:-/tmp/storage}           # L1-local (tmpfs) copies: store.erofs, tree/, secret-outside, initrd
+ST=${ST_DIR:-/tmp/storage}           # L1-local (tmpfs): the combined initrd, and with ST_COPY=1 copies of
+                                     # store.erofs, tree/, secret-outside (else the assets are used in place)
 ST_PORT=${ST_PORT:-17022}
 ST_OUT=${HLSVMM_OUT:-/tmp}
 # What a NixOS guest passes: hlsvmm must hand it to the kernel untouched.
@@ -10,15 +11,22 @@ ST_NIXOS_PARAMS="init=/sbin/init regInfo=/nix/store/0123456789abcdfghijklmnpqrsv
 ST_CMDLINE_BASE="console=ttyS0 panic=1 i8042.noaux i8042.nomux i8042.dumbkbd nomodeset quiet"
 
 # st_prepare: the assets (tests/storage/assets, built on the host by the make targets; rebuilt here
-# if stale) copied to L1's tmpfs, and the combined initrd.
+# if stale), copied to L1's tmpfs with ST_COPY=1 (benchmarks: no outer 9p under the figures; tests
+# use them in place, where L1 reads them over its own 9p root), and the combined initrd. Sets ST_IMG,
+# ST_TREE, ST_SECRET (the planted file's content), ST_BIG_SHA.
 st_prepare() {
-	local assets=${STORAGE_ASSETS:-$HLSVMM_REPO/.cache/testbed/storage}
+	local assets=${STORAGE_ASSETS:-$HLSVMM_REPO/.cache/testbed/storage} src
 	"$HLSVMM_REPO/tests/storage/assets" "$assets" || return 1
 	rm -rf "$ST" && mkdir -p "$ST" || return 1
-	cp -a "$assets/tree" "$assets/secret-outside" "$assets/store.erofs" "$assets/store.sha256" "$ST/" || return 1
+	src=$assets
+	if [ "${ST_COPY:-0}" = 1 ]; then
+		cp -a "$assets/tree" "$assets/secret-outside" "$assets/store.erofs" "$assets/store.sha256" "$ST/" || return 1
+		src=$ST
+	fi
+	ST_IMG=$src/store.erofs ST_TREE=$src/tree ST_IMG_SHA=$(cat "$src/store.sha256")
 	cat "$HLSVMM_INITRD" "$assets/stage1.cpio.gz" >"$ST/initrd" || return 1
-	ST_SECRET=$(cat "$ST/secret-outside")
-	ST_BIG_SHA=$(cut -d' ' -f1 "$ST/tree/data/big.sha256")
+	ST_SECRET=$(cat "$src/secret-outside")
+	ST_BIG_SHA=$(cut -d' ' -f1 "$ST_TREE/data/big.sha256")
 }
 
 # st_start NAME CMDLINE-EXTRA HLSVMM-ARGS...: start hlsvmm with the storage guest, console on TCP
@@ -84,11 +92,13 @@ st_out() {
 # st_value KEY: the last KEY=VALUE line the guest printed.
 st_value() { tr -d '\r' <"$ST_CLIENT" | grep -a "^$1=" | tail -n 1 | cut -d= -f2-; }
 
-# st_wait_exit SECONDS: wait for hlsvmm to exit; prints its status (empty if still running).
+# st_wait_exit SECONDS: wait for the VMM to exit; sets ST_STATUS to its status (empty if it still
+# runs). Not in a $( ) subshell: only this shell can wait for its child.
 st_wait_exit() {
 	local i
+	ST_STATUS=
 	for i in $(seq $(($1 * 10))); do
-		kill -0 "$ST_PID" 2>/dev/null || { wait "$ST_PID"; echo $?; ST_PID=; return 0; }
+		kill -0 "$ST_PID" 2>/dev/null || { wait "$ST_PID"; ST_STATUS=$?; ST_PID=; return 0; }
 		sleep 0.1
 	done
 }
@@ -109,9 +119,9 @@ st_qemu_start() {
 		-append "$ST_CMDLINE_BASE $extra" \
 		-chardev socket,id=con,host=127.0.0.1,port="$ST_PORT",server=on,wait=off,logfile="$ST_CONSOLE" \
 		-serial chardev:con \
-		-drive file="$ST/store.erofs",if=none,id=store,format=raw,readonly=on \
+		-drive file="$ST_IMG",if=none,id=store,format=raw,readonly=on \
 		-device virtio-blk-pci,drive=store \
-		-fsdev local,id=share,path="$ST/tree",security_model=none,readonly=on \
+		-fsdev local,id=share,path="$ST_TREE",security_model=none,readonly=on \
 		-device virtio-9p-pci,fsdev=share,mount_tag=ro-store \
 		-device virtio-rng-pci \
 		</dev/null >"$ST_OUT/$name.out" 2>"$ST_ERR" &
