@@ -53,6 +53,16 @@ bench-storage: ## storage figures in the test bed: store disk and 9p share, seq 
 
 .PHONY: bench-storage
 
+bench-boot: ## boot time and VMM memory overhead, hlsvmm vs QEMU in the test bed (BENCH_BOOTS BENCH_VCPUS BENCH_MEM BENCH_QEMU_MACHINE)
+	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-3600} \
+	HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} BENCH_BOOTS BENCH_VCPUS BENCH_MEM BENCH_QEMU_MACHINE BENCH_CMDLINE" \
+		tests/testbed/run tests/vmm/bench-boot.sh
+
+demo: build ## boot the test guest with hlsvmm and show its console (directly with a usable /dev/kvm, else in the test bed)
+	tests/vmm/demo
+
+.PHONY: bench-boot
+
 NETFLAGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 network-setup: build ## host network: bridge hlsbr0, TAP hlstap0, NAT, port forwards (NETFLAGS="--forward 17080:17080 ...")
