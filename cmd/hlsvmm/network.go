@@ -33,10 +33,24 @@ func networkFlags() []cli.Flag {
 }
 
 func networkConfig(c *cli.Context) (hostnet.Config, error) {
+	cfg, err := networkFlagValues(c)
+	if err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+// networkFlagValues reads networkFlags() without validating; `run` uses it
+// with its own --net and --tap (an empty --mode or --tap keeps the default).
+func networkFlagValues(c *cli.Context) (hostnet.Config, error) {
 	cfg := hostnet.DefaultConfig()
-	cfg.Mode = hostnet.Mode(c.String("mode"))
+	if m := c.String("mode"); m != "" {
+		cfg.Mode = hostnet.Mode(m)
+	}
 	cfg.Bridge = c.String("bridge")
-	cfg.Tap = c.String("tap")
+	if t := c.String("tap"); t != "" {
+		cfg.Tap = t
+	}
 	cfg.Link = c.String("link")
 	cfg.Macvtap = c.String("macvtap")
 	cfg.MacvtapMode = c.String("macvtap-mode")
@@ -66,7 +80,7 @@ func networkConfig(c *cli.Context) (hostnet.Config, error) {
 			return cfg, fmt.Errorf("--user: %w", err)
 		}
 	}
-	return cfg, cfg.Validate()
+	return cfg, nil
 }
 
 func networkCommand() *cli.Command {

@@ -42,7 +42,8 @@ func runCommand() *cli.Command {
 		Name:  "run",
 		Usage: "boot a Linux bzImage in a KVM microVM with a serial console",
 		UsageText: "hlsvmm run --kernel BZIMAGE [--initrd INITRD] [--cmdline ...] [--mem MiB] [--vcpus N] [--serial tcp:HOST:PORT|stdio|none]\n" +
-			"       [--tap NAME [--mac MAC] [--vhost auto|on|off]] [--metrics HOST:PORT] [--disk PATH[,ro]]... [--share PATH:TAG,ro]...",
+			"       [--net bridge|macvtap|tap|none] [--tap NAME] [--mac MAC] [--vhost auto|on|off] [--vm-ip IP] [--keep-network]\n" +
+			"       [--metrics HOST:PORT] [--disk PATH[,ro]]... [--share PATH:TAG,ro]...",
 		Flags: append(append(append([]cli.Flag{
 			&cli.StringFlag{Name: "kernel", Usage: "x86-64 Linux bzImage (e.g. /boot/vmlinuz-*)", Required: true},
 			&cli.StringFlag{Name: "initrd", Usage: "initramfs image"},
@@ -51,7 +52,7 @@ func runCommand() *cli.Command {
 			&cli.IntFlag{Name: "vcpus", Value: defaultVCPUs, Usage: "number of vCPUs"},
 			&cli.StringFlag{Name: "serial", Value: console.DefaultSpec, Usage: "console: tcp:HOST:PORT (server), stdio or none"},
 			&cli.StringFlag{Name: "serial-log", Usage: "also write all console output to this file"},
-		}, netFlags()...), metricsFlags()...), deviceFlags()...),
+		}, append(netFlags(), hostnetFlags()...)...), metricsFlags()...), deviceFlags()...),
 		Action: runAction,
 	}
 }
@@ -75,7 +76,7 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return exitWith(2, fmt.Errorf("--serial: %w", err))
 	}
-	netOpts, err := parseNetFlags(c)
+	netOpts, netPlan, err := parseRunNet(c) // --net: run_hostnet.go
 	if err != nil {
 		return exitWith(2, err)
 	}
@@ -102,7 +103,7 @@ func runAction(c *cli.Context) error {
 		VCPUs:       vcpus,
 		Kernel:      kernelImage,
 		Initrd:      initrd,
-		Cmdline:     c.String("cmdline"),
+		Cmdline:     netPlan.cmdline(c.String("cmdline")),
 	})
 	if err != nil {
 		if errors.Is(err, kernel.ErrInitrdTooLarge) || errors.Is(err, kernel.ErrKernelTooLarge) {
@@ -143,6 +144,24 @@ func runAction(c *cli.Context) error {
 		return exitWith(code, err)
 	}
 	defer exporter.Close()
+	sys, err := vmm.Open("") // before the host network: no KVM, nothing touched
+	if err != nil {
+		guest.Close()
+		return exitWith(1, err)
+	}
+	defer sys.Close()
+	hnet, err := netPlan.up() // the host network, torn down after the device is closed
+	if err != nil {
+		guest.Close()
+		return exitWith(1, err)
+	}
+	defer hnet.down()
+	if netOpts != nil {
+		if netOpts.macvtap, err = hnet.macvtapIndex(); err != nil {
+			guest.Close()
+			return exitWith(1, err)
+		}
+	}
 	var netDev *netDevice
 	if netOpts != nil {
 		if netDev, err = openNet(netOpts, slog.Default()); err != nil {
@@ -150,14 +169,12 @@ func runAction(c *cli.Context) error {
 			return exitWith(1, err)
 		}
 		defer netDev.Close() // after the machine: its transport stops the device first
+		if err := hnet.opened(); err != nil {
+			guest.Close()
+			return exitWith(1, err)
+		}
 	}
 
-	sys, err := vmm.Open("")
-	if err != nil {
-		guest.Close()
-		return exitWith(1, err)
-	}
-	defer sys.Close()
 	m, err := vmm.NewMachine(sys, guest, vmm.MachineOptions{Logger: slog.Default(), Console: con})
 	if err != nil {
 		if errors.Is(err, vmm.ErrTooManyVCPUs) {
@@ -201,6 +218,7 @@ func runAction(c *cli.Context) error {
 	if a := con.Addr(); a != nil {
 		slog.Info("serial console listening", "addr", a.String())
 	}
+	bootStatus(ctx, hnet, con.Addr(), netDev, netOpts)
 
 	slog.Debug("booting", "mem_mib", mem, "vcpus", vcpus, "serial", c.String("serial"))
 	started = true

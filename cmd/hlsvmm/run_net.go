@@ -34,14 +34,29 @@ func netFlags() []cli.Flag {
 
 // netOptions are the network flags, checked before anything is opened.
 type netOptions struct {
-	tap   string
-	mac   [6]byte
-	vhost string
+	tap     string
+	mac     [6]byte
+	vhost   string
+	macvtap int // the macvtap's ifindex: open /dev/tapN instead of the TAP by name
 }
 
 // parseNetFlags checks --tap, --mac and --vhost; nil options mean no
 // network device.
 func parseNetFlags(c *cli.Context) (*netOptions, error) {
+	name := c.String("tap")
+	if name == "" {
+		for _, f := range []string{"mac", "vhost"} {
+			if c.IsSet(f) {
+				return nil, fmt.Errorf("--%s needs --tap NAME", f)
+			}
+		}
+		return nil, nil
+	}
+	return netOptionsFor(c, name)
+}
+
+// netOptionsFor checks --mac and --vhost for a device on the TAP name.
+func netOptionsFor(c *cli.Context, name string) (*netOptions, error) {
 	mode := c.String("vhost")
 	switch mode {
 	case vhostAuto, vhostOn, vhostOff:
@@ -51,15 +66,6 @@ func parseNetFlags(c *cli.Context) (*netOptions, error) {
 	mac, err := vnet.ParseMAC(c.String("mac"))
 	if err != nil {
 		return nil, fmt.Errorf("--mac: %w", err)
-	}
-	name := c.String("tap")
-	if name == "" {
-		for _, f := range []string{"mac", "vhost"} {
-			if c.IsSet(f) {
-				return nil, fmt.Errorf("--%s needs --tap NAME", f)
-			}
-		}
-		return nil, nil
 	}
 	return &netOptions{tap: name, mac: mac, vhost: mode}, nil
 }
@@ -79,7 +85,13 @@ type netDevice struct {
 func openNet(o *netOptions, log *slog.Logger) (_ *netDevice, err error) {
 	_, lookErr := stdnet.InterfaceByName(o.tap)
 	created := lookErr != nil
-	tap, err := hostnet.OpenTap(o.tap, nil)
+	var tap *hostnet.Tap
+	if o.macvtap > 0 {
+		created = false
+		tap, err = hostnet.OpenMacvtap(o.macvtap, nil)
+	} else {
+		tap, err = hostnet.OpenTap(o.tap, nil)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("--tap %s: %w", o.tap, err)
 	}
