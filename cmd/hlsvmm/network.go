@@ -138,6 +138,7 @@ func networkSetup(c *cli.Context) error {
 		}
 		return exitWith(1, err)
 	}
+	forgetRunOwner(cfg) // set up by hand now: no `hlsvmm run` tears it down
 	switch {
 	case cfg.Mode == hostnet.ModeMacvtap:
 		fmt.Fprintf(os.Stderr, "✓ macvtap ready: %s (state in %s)\n", rep.Device, rep.StatePath)
@@ -164,6 +165,7 @@ func networkTeardown(c *cli.Context) error {
 	if err != nil {
 		return exitWith(1, err)
 	}
+	forgetRunOwner(cfg)
 	fmt.Fprintln(os.Stderr, "Network teardown complete")
 	return nil
 }

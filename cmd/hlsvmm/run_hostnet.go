@@ -482,3 +482,11 @@ func bootStatus(ctx context.Context, s *hostNet, con net.Addr, nd *netDevice, o 
 		}
 	}()
 }
+
+// forgetRunOwner removes the record of the run that set cfg's network up:
+// after `network setup` the network is the user's, after `network
+// teardown` there is none.
+func forgetRunOwner(cfg hostnet.Config) {
+	p := &hostNetPlan{cfg: cfg}
+	os.Remove(p.stateFile(".owner.json"))
+}
