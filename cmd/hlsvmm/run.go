@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -111,7 +110,9 @@ func runAction(c *cli.Context) error {
 		}
 		return exitWith(1, err)
 	}
-	kernelImage, initrd = nil, nil // loaded: let the GC have the copies
+	releaseInput(kernelImage) // loaded: drop the mappings and their page-cache pages from our RSS
+	releaseInput(initrd)
+	kernelImage, initrd = nil, nil
 
 	// The console listens now so that a busy port is reported before
 	// /dev/kvm is opened. A log file it creates is removed again if the
@@ -241,27 +242,4 @@ func runAction(c *cli.Context) error {
 		}
 		return exitWith(1, fmt.Errorf("VM failed: %s", stop))
 	}
-}
-
-// readInput reads a whole input file and says clearly what is wrong with it.
-func readInput(flag, path string) ([]byte, error) {
-	st, err := os.Stat(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil, exitWith(1, fmt.Errorf("%s %s: no such file", flag, path))
-	case err != nil:
-		return nil, exitWith(1, fmt.Errorf("%s: %w", flag, err))
-	case st.IsDir():
-		return nil, exitWith(1, fmt.Errorf("%s %s: is a directory", flag, path))
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, exitWith(1, fmt.Errorf("%s: %w", flag, err))
-	}
-	defer f.Close()
-	b, err := io.ReadAll(f)
-	if err != nil {
-		return nil, exitWith(1, fmt.Errorf("%s: read %s: %w", flag, path, err))
-	}
-	return b, nil
 }
