@@ -14,6 +14,7 @@ BENCH_MEM=${BENCH_MEM:-512}
 BENCH_CPUS=${BENCH_CPUS:-1}
 BENCH_READY_TIMEOUT=${BENCH_READY_TIMEOUT:-300}
 BENCH_OUT=${BENCH_OUT:-${HLSVMM_OUT:-/tmp}/bench}
+# BENCH_APPEND: extra guest kernel parameters for every variant (e.g. hls.bitrate=200000)
 BENCH_VMM_PID= BENCH_LOG=
 
 # bench_label VARIANT: the label results carry, e.g. "qemu vhost=on".
@@ -53,7 +54,7 @@ bench_boot() {
 	BENCH_LOG=$BENCH_OUT/$v-console.log
 	case $v in
 	qemu-*)
-		QEMU_GUEST_TAP=$BENCH_TAP QEMU_GUEST_VHOST=$vhost QEMU_GUEST_MAC=$BENCH_MAC QEMU_GUEST_MEM=$BENCH_MEM \
+		QEMU_GUEST_APPEND=${BENCH_APPEND:-} QEMU_GUEST_TAP=$BENCH_TAP QEMU_GUEST_VHOST=$vhost QEMU_GUEST_MAC=$BENCH_MAC QEMU_GUEST_MEM=$BENCH_MEM \
 			QEMU_GUEST_CPUS=$BENCH_CPUS QEMU_GUEST_LOG=$BENCH_LOG qemu_guest_start
 		BENCH_VMM_PID=$QEMU_GUEST_PID
 		;;
@@ -66,7 +67,7 @@ bench_boot() {
 		fi
 		: >"$BENCH_LOG"
 		hlsvmm run --kernel "$HLSVMM_KERNEL" --initrd "$HLSVMM_INITRD" --mem "$BENCH_MEM" --vcpus "$BENCH_CPUS" \
-			--cmdline "console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.dumbkbd nomodeset quiet ip=$TB_GUEST_IP::$TB_GATEWAY:255.255.255.0::eth0:off" \
+			--cmdline "console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.dumbkbd nomodeset quiet ip=$TB_GUEST_IP::$TB_GATEWAY:255.255.255.0::eth0:off ${BENCH_APPEND:-}" \
 			--serial tcp:127.0.0.1:17022 --serial-log "$BENCH_LOG" \
 			--tap "$BENCH_TAP" --mac "$BENCH_MAC" --vhost "$vhost" \
 			</dev/null >"$BENCH_LOG.vmm" 2>&1 &

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# tests/e2e/demo.sh — the demo (make demo): one `hlsvmm run` brings up the host network and the
+# test origin guest; /health through 127.0.0.1:17080; the link is measured and the stream bitrate
+# chosen so that DEMO_CLIENTS (300) players fit (the test bed's emulated link is slow; on a KVM
+# host it stays 2 Mbit/s); a DEMO_DURATION (30s) live HLS load; poweroff; the network is gone.
+# Exit 0 only if all of it worked. Needs a usable /dev/kvm, root, hlsvmm on PATH, HLSVMM_KERNEL and
+# HLSVMM_INITRD: tests/e2e/demo provides them, directly or inside the test bed.
+set -uo pipefail
+: "${HLSVMM_KERNEL:?set HLSVMM_KERNEL to a bzImage}" "${HLSVMM_INITRD:?set HLSVMM_INITRD to the test guest initrd}"
+. "$(dirname "${BASH_SOURCE[0]}")/bitrate.sh"
+CLIENTS=${DEMO_CLIENTS:-300} DURATION=${DEMO_DURATION:-30s}
+VCPUS=${DEMO_VCPUS:-2} MEM=${DEMO_MEM:-1024}
+dir=$(mktemp -d /tmp/hlsvmm-demo.XXXXXX)
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+die() { echo "demo: FAILED: $*"; exit 1; }
+pid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid"; rm -rf "$dir"' EXIT
+
+say "hlsvmm run --vcpus $VCPUS --mem $MEM (default --net bridge: sets up hlsbr0, TAP, NAT, port forwards)"
+hlsvmm run --kernel "$HLSVMM_KERNEL" --initrd "$HLSVMM_INITRD" --vcpus "$VCPUS" --mem "$MEM" \
+	--serial tcp:127.0.0.1:17022 --serial-log "$dir/console" 2> >(tee "$dir/hlsvmm.err" >&2) &
+pid=$!
+until grep -aq '^HLSVMM-GUEST-READY' "$dir/console" 2>/dev/null; do
+	kill -0 "$pid" 2>/dev/null || die "hlsvmm exited before the guest was ready"
+	sleep 0.2
+done
+sleep 0.5
+
+say "curl http://127.0.0.1:17080/health"
+h=$(curl -sS --max-time 10 http://127.0.0.1:17080/health) && [ "$h" = OK ] || die "/health said '$h'"
+echo "$h"
+
+say "measure the link: hlsvmm bench datapath (16 MiB guest→host)"
+hlsvmm bench datapath --url http://10.177.0.10:17080 --bytes 16MiB --latency-samples -1 --echo none --json --progress none \
+	>"$dir/link.json" 2>"$dir/link.err" || { cat "$dir/link.err"; die "link measurement"; }
+mibs=$(jq -r '.guest_to_host.mib_per_s*10|round/10' "$dir/link.json")
+bitrate=$(pick_bitrate "$mibs" "$CLIENTS")
+if [ -n "$BITRATE_NOTE" ]; then
+	echo "$BITRATE_NOTE"
+	# The origin reads hls.bitrate= from the kernel command line at boot; restart it with the
+	# chosen bitrate from the console shell rather than boot again.
+	exec 3<>/dev/tcp/127.0.0.1/17022 || die "console"
+	printf 'killall hls-origin; sleep 1; /bin/hls-origin -bitrate %s >/dev/console 2>&1 &\n' "$bitrate" >&3
+	sleep 1; exec 3>&-
+	ok=
+	for _ in $(seq 60); do
+		curl -s --max-time 2 http://127.0.0.1:17100/metrics | grep -q "^hls_origin_bitrate_bits_per_second $bitrate\$" && { ok=1; break; }
+		sleep 0.5
+	done
+	[ -n "$ok" ] || die "the origin did not come back with bitrate $bitrate"
+	echo "origin restarted: hls_origin_bitrate_bits_per_second $bitrate (127.0.0.1:17100/metrics)"
+else echo "link ≈ $mibs MiB/s guest→host: $CLIENTS × 2 Mbit/s fits, bitrate stays 2 Mbit/s"; fi
+
+say "hlsvmm bench hls --clients $CLIENTS --duration $DURATION (through 127.0.0.1:17080)"
+hlsvmm bench hls --url http://127.0.0.1:17080 --clients "$CLIENTS" --duration "$DURATION" --progress lines
+st=$?
+[ $st -eq 0 ] || die "the HLS load failed (bench hls exit $st)"
+
+say "poweroff (from the console); hlsvmm tears the network down"
+exec 3<>/dev/tcp/127.0.0.1/17022 && printf 'poweroff\n' >&3 && sleep 0.5 && exec 3>&-
+wait "$pid"; st=$?; pid=
+[ $st -eq 0 ] || die "hlsvmm exited $st"
+ip link show hlsbr0 >/dev/null 2>&1 && die "hlsbr0 left behind"
+say "demo: all worked"
