@@ -32,16 +32,21 @@ testbed-test: ## nested KVM test bed: its own checks and the QEMU self-test (tes
 	tests/testbed/run tests/vmm/boot.sh
 	tests/storage/assets .cache/testbed/storage
 	tests/testbed/run tests/storage/boot.sh
+	tests/testbed/run tests/e2e/run.sh
 
 testbed-run: ## run one script as root in the test bed: make testbed-run SCRIPT=path [ARGS="..."]
 	tests/testbed/run $(SCRIPT) $(ARGS)
 
 .PHONY: testbed-run
 
-bench: ## datapath comparison in the test bed: QEMU and hlsvmm, vhost on/off, as one table (DATAPATH_BYTES=64MiB ...)
-	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-1800} \
-	HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} DATAPATH_BYTES DATAPATH_STREAMS DATAPATH_SAMPLES DATAPATH_VARIANTS DATAPATH_BASELINE DATAPATH_TIMEOUT" \
-		tests/testbed/run tests/bench/datapath.sh
+bench: ## in the test bed: datapath table (QEMU and hlsvmm, vhost on/off; DATAPATH_BYTES=64MiB ...) and the HLS load side by side (HLS_CLIENTS=300 HLS_DURATION=30s HLS_LINK_MIBS HLS_LINK_SHARE=60)
+	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-2400} \
+	HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} DATAPATH_BYTES DATAPATH_STREAMS DATAPATH_SAMPLES DATAPATH_VARIANTS DATAPATH_BASELINE DATAPATH_TIMEOUT HLS_CLIENTS HLS_DURATION HLS_VARIANTS HLS_LINK_MIBS HLS_LINK_SHARE" \
+		tests/testbed/run tests/bench/all.sh
+
+bench-hls: ## only the HLS load comparison of make bench (HLS_LINK_MIBS=N skips measuring the link)
+	HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} HLS_CLIENTS HLS_DURATION HLS_VARIANTS HLS_LINK_MIBS HLS_LINK_SHARE" \
+		tests/testbed/run tests/bench/hls.sh
 
 .PHONY: bench
 
@@ -58,8 +63,17 @@ bench-boot: ## boot time and VMM memory overhead, hlsvmm vs QEMU in the test bed
 	HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} BENCH_BOOTS BENCH_VCPUS BENCH_MEM BENCH_QEMU_MACHINE BENCH_CMDLINE" \
 		tests/testbed/run tests/vmm/bench-boot.sh
 
-demo: build ## boot the test guest with hlsvmm and show its console (directly with a usable /dev/kvm, else in the test bed)
+demo: build ## from nothing to a serving origin: hlsvmm run (network included), /health via 127.0.0.1:17080, a 30 s 300-client HLS load (directly with /dev/kvm as root, else in the test bed)
+	tests/e2e/demo
+
+demo-console: build ## boot the test guest with hlsvmm and type on its console (directly with a usable /dev/kvm, else in the test bed)
 	tests/vmm/demo
+
+microvm-start: build ## the seed's VM: hlsvmm run, 4 vCPUs, 4096 MiB, console on 127.0.0.1:17022, network set up and torn down (HLSVMM_KERNEL, HLSVMM_INITRD, RUNFLAGS)
+	@[ -n "$${HLSVMM_KERNEL:-}" ] || { echo "microvm-start: set HLSVMM_KERNEL=bzImage (and HLSVMM_INITRD=initrd), e.g. make microvm-start HLSVMM_KERNEL=/boot/vmlinuz-$$(uname -r)"; exit 2; }
+	$(SUDO) $(BIN) run --kernel "$$HLSVMM_KERNEL" $${HLSVMM_INITRD:+--initrd "$$HLSVMM_INITRD"} --vcpus 4 --mem 4096 --serial tcp:127.0.0.1:17022 $(RUNFLAGS)
+
+.PHONY: bench-hls demo-console microvm-start
 
 .PHONY: bench-boot
 
