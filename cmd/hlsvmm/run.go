@@ -193,7 +193,7 @@ func runAction(c *cli.Context) error {
 	if err := devs.attach(m, slog.Default()); err != nil {
 		return exitWith(1, err)
 	}
-	if err := exporter.register(m, con, serialSpec, netDev); err != nil {
+	if err := exporter.register(m, con, serialSpec, netDev, devs); err != nil {
 		return exitWith(1, err)
 	}
 

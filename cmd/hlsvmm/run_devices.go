@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/hlsvmm/hlsvmm/metrics"
 	"github.com/hlsvmm/hlsvmm/virtio"
 	"github.com/hlsvmm/hlsvmm/virtio/blk"
 	"github.com/hlsvmm/hlsvmm/virtio/ninep"
@@ -49,6 +50,7 @@ type guestDevices struct {
 	devs   []virtio.Device
 	labels []string
 	close  []func() error
+	blocks []metrics.BlockDevice // the disks' counters for --metrics: blk0, blk1, ... in flag order
 }
 
 // openDevices parses and opens --disk, --share and --rng. On error it has
@@ -100,6 +102,7 @@ func openDevices(c *cli.Context, log *slog.Logger) (_ *guestDevices, err error) 
 			mode = "ro"
 		}
 		g.add(dev, fmt.Sprintf("virtio-blk %s (%s, %d bytes)", sp.Path, mode, d.Size()), dev.Close)
+		g.blocks = append(g.blocks, metrics.BlockDevice{Name: fmt.Sprintf("blk%d", len(g.blocks)), Snapshot: dev.Metrics().Snapshot})
 	}
 	for _, sh := range shares {
 		if err := checkPath("--share", sh.Path, true); err != nil {
@@ -153,6 +156,21 @@ func (g *guestDevices) attach(m *vmm.Machine, log *slog.Logger) error {
 		log.Info("device attached", "device", g.labels[i], "pci", fmt.Sprintf("00:%02x.0", slot))
 	}
 	return nil
+}
+
+// addMetrics hands reg the disks' counters (hlsvmm_block_*, and their
+// queues' kicks and interrupts). Safe on nil.
+func (g *guestDevices) addMetrics(reg *metrics.Registry) error {
+	if g == nil {
+		return nil
+	}
+	var errs []error
+	for _, b := range g.blocks {
+		if err := reg.AddBlock(b); err != nil {
+			errs = append(errs, fmt.Errorf("metrics for %s: %w", b.Name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Close closes every device that owns host resources. Call it after the

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
+
+	"github.com/hlsvmm/hlsvmm/metrics"
 )
 
 // Bad --disk/--share input fails with one line before /dev/kvm is needed
@@ -62,5 +66,50 @@ func TestRunDeviceFlagsAccepted(t *testing.T) {
 		if strings.Contains(msg, bad) {
 			t.Fatalf("valid device flags refused: %s", msg)
 		}
+	}
+}
+
+// Every --disk reaches the --metrics exporter as blk0, blk1, ... in flag
+// order, with its block and queue counters.
+func TestRunDevicesBlockMetrics(t *testing.T) {
+	img := writeFile(t, "disk.img", make([]byte, 8192))
+	reg, err := metrics.NewRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := &cli.App{Flags: deviceFlags(), Action: func(c *cli.Context) error {
+		g, err := openDevices(c, slog.New(slog.DiscardHandler))
+		if err != nil {
+			return err
+		}
+		defer g.Close()
+		return g.addMetrics(reg)
+	}}
+	if err := app.Run([]string{"hlsvmm", "--disk", img + ",ro", "--disk", img + ",ro,serial=second", "--rng=false"}); err != nil {
+		t.Fatal(err)
+	}
+	fams, err := reg.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	devices := map[string]bool{}
+	for _, f := range fams {
+		if f.GetName() != "hlsvmm_block_read_bytes_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "device" {
+					devices[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	if len(devices) != 2 || !devices["blk0"] || !devices["blk1"] {
+		t.Fatalf("hlsvmm_block_read_bytes_total devices %v, want blk0 and blk1", devices)
+	}
+	var none *guestDevices
+	if err := none.addMetrics(reg); err != nil {
+		t.Fatalf("nil devices: %v", err)
 	}
 }

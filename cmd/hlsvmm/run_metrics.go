@@ -41,9 +41,9 @@ func listenMetrics(addr string) (*runMetrics, error) {
 	return &runMetrics{reg: reg, srv: srv}, nil
 }
 
-// register hands the exporter the machine's, console's and network
-// device's counters.
-func (r *runMetrics) register(m *vmm.Machine, con *console.Console, spec console.Spec, nd *netDevice) error {
+// register hands the exporter the machine's, console's, network device's
+// and disks' counters.
+func (r *runMetrics) register(m *vmm.Machine, con *console.Console, spec console.Spec, nd *netDevice, devs *guestDevices) error {
 	if r == nil {
 		return nil
 	}
@@ -58,6 +58,7 @@ func (r *runMetrics) register(m *vmm.Machine, con *console.Console, spec console
 		}
 		errs = append(errs, r.reg.AddNet(d))
 	}
+	errs = append(errs, devs.addMetrics(r.reg))
 	return errors.Join(errs...)
 }
 
