@@ -30,6 +30,7 @@ test: check-fmt vet unit testbed-test ## everything CI runs
 testbed-test: ## nested KVM test bed: its own checks and the QEMU self-test (tests/testbed/check)
 	tests/testbed/check
 	tests/testbed/run tests/vmm/boot.sh
+	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-2400} tests/testbed/run tests/net/net.sh
 	tests/storage/assets .cache/testbed/storage
 	tests/testbed/run tests/storage/boot.sh
 	tests/testbed/run tests/e2e/run.sh
