@@ -110,6 +110,9 @@ func parseRunNet(c *cli.Context) (*netOptions, *hostNetPlan, error) {
 		tap = cfg.Macvtap
 	}
 	o, err := netOptionsFor(c, tap)
+	if err == nil {
+		o.managed = true
+	}
 	if err == nil && !c.IsSet("mac") && cfg.VM != hostnet.DefaultConfig().VM {
 		o.mac = vmMAC(cfg.VM) // a second VM gets its own MAC without --mac
 	}

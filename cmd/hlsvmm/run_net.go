@@ -37,7 +37,8 @@ type netOptions struct {
 	tap     string
 	mac     [6]byte
 	vhost   string
-	macvtap int // the macvtap's ifindex: open /dev/tapN instead of the TAP by name
+	macvtap int  // the macvtap's ifindex: open /dev/tapN instead of the TAP by name
+	managed bool // --net bridge/macvtap: hlsvmm puts the TAP where it belongs
 }
 
 // parseNetFlags checks --tap, --mac and --vhost; nil options mean no
@@ -135,6 +136,9 @@ func (n *netDevice) describe(o *netOptions) string {
 	how := "existing TAP " + o.tap
 	if n.created {
 		how = "new TAP " + o.tap + " (deleted on exit; attach it: ip link set " + o.tap + " master hlsbr0 up)"
+		if o.managed {
+			how = "new TAP " + o.tap + " (deleted on exit)"
+		}
 	}
 	return fmt.Sprintf("net0: virtio-net %s on %s, datapath %s", stdnet.HardwareAddr(o.mac[:]), how, n.datapath)
 }

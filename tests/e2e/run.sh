@@ -106,7 +106,7 @@ tb_phase "second run: boot"
 start vm2 --serial tcp:127.0.0.1:17023 --tap hlstap1 --vm-ip 10.177.0.11 --vhost on
 if ready vm2; then
 	grep -q "joins it on TAP hlstap1 at 10.177.0.11" "$OUT/vm2.err" && grep -q "TAP hlstap1 on hlsbr0" "$OUT/vm2.err" &&
-		pass "vm2: joins hlsbr0 on hlstap1 (MAC $(grep -o 'net0 [0-9a-f:]*' "$OUT/vm2.err" | cut -d' ' -f2))" ||
+		pass "vm2: joins hlsbr0 on hlstap1 (MAC $(grep -o '✓ net0 [0-9a-f:]*' "$OUT/vm2.err" | cut -d' ' -f3))" ||
 		{ fail "vm2: no join lines"; indent <"$OUT/vm2.err"; }
 	health http://10.177.0.11:17080 vm2
 	health http://127.0.0.1:17080 "vm1 beside vm2"
