@@ -33,7 +33,7 @@ testbed-test: ## nested KVM test bed: its own checks and the QEMU self-test (tes
 	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-2400} tests/testbed/run tests/net/net.sh
 	tests/storage/assets .cache/testbed/storage
 	tests/testbed/run tests/storage/boot.sh
-	tests/testbed/run tests/e2e/run.sh
+	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-1500} tests/testbed/run tests/e2e/run.sh
 
 testbed-run: ## run one script as root in the test bed: make testbed-run SCRIPT=path [ARGS="..."]
 	tests/testbed/run $(SCRIPT) $(ARGS)
