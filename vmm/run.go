@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/hlsvmm/hlsvmm/internal/uapi"
 	"github.com/hlsvmm/hlsvmm/vmm/bus"
@@ -276,6 +277,11 @@ func (r *runner) loop(c *VCPU) *Stop {
 	if err := unix.PthreadSigmask(unix.SIG_UNBLOCK, &set, nil); err != nil {
 		return &Stop{Kind: StopFatal, VCPU: c.id, Reason: "unblock the kick signal", Err: err}
 	}
+	// Name the thread after its vCPU (top -H, /proc/PID/task/*/comm), so
+	// the time the guest runs on it can be told from the VMM's own work.
+	if err := setThreadName(fmt.Sprintf("vcpu%d", c.id)); err != nil && r.log != nil {
+		r.log.Debug("name vCPU thread", "vcpu", c.id, "err", err)
+	}
 	c.kickMu.Lock()
 	c.tid = unix.Gettid()
 	c.kickMu.Unlock()
@@ -444,4 +450,11 @@ func (c *VCPU) signal() {
 func sigaddset(set *unix.Sigset_t, sig unix.Signal) {
 	n := uint(sig) - 1
 	set.Val[n/64] |= 1 << (n % 64)
+}
+
+// setThreadName sets the calling OS thread's name (at most 15 bytes).
+func setThreadName(name string) error {
+	b := make([]byte, 16)
+	copy(b[:15], name)
+	return unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&b[0])), 0, 0, 0)
 }

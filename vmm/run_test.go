@@ -3,13 +3,17 @@ package vmm
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"log/slog"
+	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"unsafe"
 
 	"github.com/hlsvmm/hlsvmm/internal/uapi"
 	"github.com/hlsvmm/hlsvmm/vmm/bus"
+	"golang.org/x/sys/unix"
 )
 
 // fakeVCPU is a VCPU over a plain buffer laid out like the mmap'd area:
@@ -240,5 +244,25 @@ func TestHaltVerdict(t *testing.T) {
 		if known != tc.known || halted != tc.halted {
 			t.Errorf("%v: known %v halted %v, want %v %v", tc.states, known, halted, tc.known, tc.halted)
 		}
+	}
+}
+
+func TestSetThreadName(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var old [16]byte
+	if err := unix.Prctl(unix.PR_GET_NAME, uintptr(unsafe.Pointer(&old[0])), 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&old[0])), 0, 0, 0)
+	if err := setThreadName("vcpu12-and-a-long-tail"); err != nil {
+		t.Fatal(err)
+	}
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/comm", unix.Gettid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(comm)); got != "vcpu12-and-a-lo" {
+		t.Fatalf("thread name %q, want the first 15 bytes", got)
 	}
 }
