@@ -38,7 +38,7 @@ if [ -z "$mibs" ]; then
 	src="16 MiB guest→host under QEMU vhost=on"
 fi
 mibs=$(awk -v m="$mibs" 'BEGIN{printf "%.1f", m}')
-bitrate=$(pick_bitrate "$mibs" "$clients")
+pick_bitrate "$mibs" "$clients"; bitrate=$BITRATE
 if [ -n "$BITRATE_NOTE" ]; then echo "hls: test bed $BITRATE_NOTE (link from $src)"
 else echo "hls: link ≈ $mibs MiB/s ($src): $clients × 2 Mbit/s fits, bitrate 2 Mbit/s"; fi
 

@@ -34,7 +34,7 @@ say "measure the link: hlsvmm bench datapath (16 MiB guest→host)"
 hlsvmm bench datapath --url http://10.177.0.10:17080 --bytes 16MiB --latency-samples -1 --echo none --json --progress none \
 	>"$dir/link.json" 2>"$dir/link.err" || { cat "$dir/link.err"; die "link measurement"; }
 mibs=$(jq -r '.guest_to_host.mib_per_s*10|round/10' "$dir/link.json")
-bitrate=$(pick_bitrate "$mibs" "$CLIENTS")
+pick_bitrate "$mibs" "$CLIENTS"; bitrate=$BITRATE
 if [ -n "$BITRATE_NOTE" ]; then
 	echo "$BITRATE_NOTE"
 	# The origin reads hls.bitrate= from the kernel command line at boot; restart it with the
