@@ -32,7 +32,8 @@ testbed-test: ## nested KVM test bed: its own checks and the QEMU self-test (tes
 	tests/testbed/run tests/vmm/boot.sh
 	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-2400} tests/testbed/run tests/net/net.sh
 	tests/storage/assets .cache/testbed/storage
-	tests/testbed/run tests/storage/boot.sh
+	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-2400} HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} STORAGE_BIG_MIB" \
+		tests/testbed/run tests/storage/boot.sh
 	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-1500} tests/testbed/run tests/e2e/run.sh
 
 testbed-run: ## run one script as root in the test bed: make testbed-run SCRIPT=path [ARGS="..."]
