@@ -32,6 +32,8 @@ st_prepare() {
 # st_start NAME CMDLINE-EXTRA HLSVMM-ARGS...: start hlsvmm with the storage guest, console on TCP
 # ST_PORT (client output in $ST_OUT/NAME.client, console log NAME.console, stderr NAME.err); waits for
 # HLSVMM-GUEST-READY (ST_BOOT_TIMEOUT, 600 s). Sets ST_PID and fd 3 (the console connection).
+# --net none: the storage guest needs no network (the reference QEMU has none either), and hlsvmm's
+# default --net bridge would set up and tear down the host network around every boot.
 st_start() {
 	local name=$1 extra=$2
 	shift 2
@@ -39,7 +41,7 @@ st_start() {
 	ST_CLIENT=$ST_OUT/$name.client ST_CONSOLE=$ST_OUT/$name.console ST_ERR=$ST_OUT/$name.err
 	hlsvmm run --kernel "$HLSVMM_KERNEL" --initrd "$ST/initrd" --mem "${ST_MEM:-1024}" --vcpus "${ST_VCPUS:-2}" \
 		--cmdline "$ST_CMDLINE_BASE $extra" --serial "tcp:127.0.0.1:$ST_PORT" --serial-log "$ST_CONSOLE" \
-		"$@" >"$ST_OUT/$name.out" 2>"$ST_ERR" &
+		--net none "$@" >"$ST_OUT/$name.out" 2>"$ST_ERR" &
 	ST_PID=$!
 	st_connect
 }
@@ -70,13 +72,17 @@ st_stop() {
 }
 
 # st_cmd CMD [TIMEOUT]: type CMD on the console and wait for its END tag; its output is the lines
-# between the echoed command and the tag (st_out prints them).
+# between the echoed command and the tag (st_out prints them). Gives up at once if the VMM exits.
 st_cmd() {
 	ST_N=$((ST_N + 1))
 	printf '%s; echo "END-%s-$((1+1))"\n' "$1" "$ST_N" >&3
 	local i
 	for i in $(seq $((${2:-60} * 10))); do
 		tr -d '\r' <"$ST_CLIENT" | grep -aq "^END-$ST_N-2$" && return 0
+		if ! kill -0 "$ST_PID" 2>/dev/null; then
+			echo "st_cmd: the VMM exited while waiting for END-$ST_N of: $1 ($(grep -a 'guest stopped' "$ST_ERR" | tail -n 1))" >&2
+			return 1
+		fi
 		sleep 0.1
 	done
 	echo "st_cmd: no END-$ST_N after ${2:-60}s for: $1" >&2
