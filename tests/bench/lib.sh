@@ -82,8 +82,8 @@ bench_boot() {
 		return 1
 	fi
 	echo "bench: $v ready after ${ready}s (VMM PID $BENCH_VMM_PID)" >&2
-	if [ "$vhost" = on ] && ! grep -q "^vhost-$BENCH_VMM_PID\$" /proc/[0-9]*/comm /proc/"$BENCH_VMM_PID"/task/*/comm 2>/dev/null; then
-		echo "bench: $v: no vhost-$BENCH_VMM_PID worker: the VMM is not using vhost-net" >&2
+	if [ "$vhost" = on ] && ! vhost_worker "$BENCH_VMM_PID" >/dev/null; then
+		echo "bench: $v: no vhost-TID worker for any thread of PID $BENCH_VMM_PID: the VMM is not using vhost-net" >&2
 		bench_stop
 		return 1
 	fi

@@ -103,13 +103,8 @@ run_mode() {
 		pass "vhost=$mode: hlsvmm says datapath $want_dp"
 	else fail "vhost=$mode: hlsvmm did not say datapath $want_dp"; indent <"$OUT/$mode-hlsvmm.log"; fi
 	if [ "$mode" = on ]; then
-		# The worker is named after the thread that issued VHOST_SET_OWNER (6.1: a kthread
-		# "vhost-TID"; 6.4+: a task of the process): any thread of hlsvmm.
-		local w= t
-		for t in /proc/"$pid"/task/*; do
-			grep -qx "vhost-${t##*/}" /proc/[0-9]*/comm /proc/"$pid"/task/*/comm 2>/dev/null && w=vhost-${t##*/}
-		done
-		[ -n "$w" ] && pass "vhost=on: kernel worker $w (a thread of hlsvmm $pid) runs" ||
+		local w
+		w=$(vhost_worker "$pid") && pass "vhost=on: kernel worker $w (a thread of hlsvmm $pid) runs" ||
 			fail "vhost=on: no vhost-TID kernel worker for any thread of hlsvmm $pid"
 	fi
 

@@ -54,6 +54,20 @@ wait_marker() {
 	awk -v a="$t0" -v b="$(tb_now)" 'BEGIN{printf "%.1f\n", b-a}'
 }
 
+# vhost_worker PID: print the name of the vhost-net kernel worker serving process PID, if any.
+# The worker is named after the thread that issued VHOST_SET_OWNER ("vhost-TID"; on 6.1 a kthread,
+# on 6.4+ a task of the process), which need not be the main thread: try every thread.
+vhost_worker() {
+	local t
+	for t in /proc/"$1"/task/*; do
+		if grep -qx "vhost-${t##*/}" /proc/[0-9]*/comm /proc/"$1"/task/*/comm 2>/dev/null; then
+			echo "vhost-${t##*/}"
+			return 0
+		fi
+	done
+	return 1
+}
+
 # qemu_guest_start: boot the test guest (HLSVMM_KERNEL + HLSVMM_INITRD) under QEMU/KVM with
 # virtio-net-pci on TAP QEMU_GUEST_TAP (made by tb_tap_add), in the background. Settings (env):
 #   QEMU_GUEST_TAP (hlstap0)   QEMU_GUEST_VHOST (on)   QEMU_GUEST_MEM (512, MiB)   QEMU_GUEST_CPUS (1)
