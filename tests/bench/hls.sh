@@ -21,7 +21,7 @@ mkdir -p "$BENCH_OUT"
 bench_net_up || tb_fail "bridge/TAP set-up"
 
 # The link: what the guest can send to the host.
-mibs=${HLS_LINK_MIBS:-}
+mibs=${HLS_LINK_MIBS:-} src="HLS_LINK_MIBS"
 if [ -z "$mibs" ]; then
 	mibs=$(for v in qemu-vhost-on hlsvmm-vhost-on; do
 		[ -f "$BENCH_OUT/$v.json" ] && jq -r '.guest_to_host.mib_per_s // empty' "$BENCH_OUT/$v.json"
