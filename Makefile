@@ -30,6 +30,7 @@ test: check-fmt vet unit testbed-test ## everything CI runs
 testbed-test: ## nested KVM test bed: its own checks and the QEMU self-test (tests/testbed/check)
 	tests/testbed/check
 	tests/testbed/run tests/vmm/boot.sh
+	tests/testbed/run tests/vmm/kvm.sh
 	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-2400} tests/testbed/run tests/net/net.sh
 	tests/storage/assets .cache/testbed/storage
 	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-2400} HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} STORAGE_BIG_MIB" \

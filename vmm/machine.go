@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -243,6 +244,9 @@ func (m *Machine) Run(ctx context.Context) Stop {
 	var s Stop
 	m.runOnce.Do(func() {
 		ran = true
+		// Setup is over: hand the heap it left behind back to the OS so the
+		// VMM runs with the small footprint it needs, not its peak.
+		debug.FreeOSMemory()
 		s = m.runner.run(ctx)
 	})
 	if !ran {
