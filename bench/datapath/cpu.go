@@ -62,9 +62,10 @@ type cpuSample struct {
 	vhost map[int]time.Duration // by thread id
 }
 
-// sampleCPU reads the VMM's CPU time and that of every process named vhost-PID (the vhost
-// kernel workers of kernels before 6.4, which are not threads of the VMM; later kernels make
-// them VMM threads, counted in vmm and not listed under /proc as processes).
+// sampleCPU reads the VMM's CPU time and that of every process named vhost-TID for a thread
+// TID of the VMM (the vhost kernel workers of kernels before 6.4, which are not threads of the
+// VMM and are named after the thread that issued VHOST_SET_OWNER, not always the main one;
+// later kernels make them VMM threads, counted in vmm and not listed under /proc as processes).
 func sampleCPU(proc string, pid int) (cpuSample, error) {
 	vmm, err := procCPU(proc, pid)
 	if err != nil {
@@ -75,14 +76,19 @@ func sampleCPU(proc string, pid int) (cpuSample, error) {
 	if err != nil {
 		return cpuSample{}, fmt.Errorf("list processes for vhost workers: %w", err)
 	}
-	want := []byte("vhost-" + strconv.Itoa(pid) + "\n")
+	want := map[string]bool{"vhost-" + strconv.Itoa(pid): true}
+	if tasks, err := os.ReadDir(filepath.Join(proc, strconv.Itoa(pid), "task")); err == nil {
+		for _, t := range tasks {
+			want["vhost-"+t.Name()] = true
+		}
+	}
 	for _, e := range ents {
 		tid, err := strconv.Atoi(e.Name())
 		if err != nil || tid == pid {
 			continue
 		}
 		comm, err := os.ReadFile(filepath.Join(proc, e.Name(), "comm"))
-		if err != nil || !bytes.Equal(comm, want) {
+		if err != nil || !want[string(bytes.TrimSuffix(comm, []byte("\n")))] {
 			continue // gone meanwhile, or another process
 		}
 		if d, err := procCPU(proc, tid); err == nil {

@@ -341,13 +341,17 @@ func TestVhostWorkersCounted(t *testing.T) {
 	write(100, "qemu-system-x86", 550, 130)
 	write(200, "vhost-100", 40, 130)
 	write(202, "vhost-100", 3, 7) // a worker that appeared meanwhile
+	// A worker named after another thread of the VMM (the one that issued VHOST_SET_OWNER).
+	os.MkdirAll(filepath.Join(proc, "100", "task", "100"), 0o755)
+	os.MkdirAll(filepath.Join(proc, "100", "task", "107"), 0o755)
+	write(203, "vhost-107", 5, 5)
 	after, err := sampleCPU(proc, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
 	vmm, vhost, workers := cpuDelta(before, after)
-	if vmm != 800*time.Millisecond || vhost != 1400*time.Millisecond || workers != 2 {
-		t.Errorf("delta vmm %v vhost %v workers %d; want 800ms 1.4s 2", vmm, vhost, workers)
+	if vmm != 800*time.Millisecond || vhost != 1500*time.Millisecond || workers != 3 {
+		t.Errorf("delta vmm %v vhost %v workers %d; want 800ms 1.5s 3", vmm, vhost, workers)
 	}
 	if _, err := sampleCPU(proc, 999); err == nil {
 		t.Error("sampleCPU of a missing process succeeded")
