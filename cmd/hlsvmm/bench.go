@@ -62,6 +62,27 @@ type benchResult interface {
 
 // writeBenchResult prints res as markdown or (--json) JSON on the app's Writer (stdout), then turns failed
 // gates into exit status 1.
+// runBenchmark runs a benchmark with its progress display until it ends or SIGINT/SIGTERM
+// stops it. An error is already an exit status: the benchmark could not run at all.
+func runBenchmark[R any](c *cli.Context, name string, status func() report.Status, run func(context.Context) (R, error)) (R, error) {
+	ctx, cancel := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	var zero R
+	stop, err := startProgress(c, status)
+	if err != nil {
+		return zero, exitWith(2, err)
+	}
+	res, err := run(ctx)
+	stop()
+	switch {
+	case errors.Is(err, context.Canceled):
+		return zero, exitWith(2, fmt.Errorf("%s: interrupted before it measured anything", name))
+	case err != nil:
+		return zero, exitWith(2, fmt.Errorf("%s: %w", name, err))
+	}
+	return res, nil
+}
+
 func writeBenchResult(c *cli.Context, res benchResult, failures []string) error {
 	var err error
 	if c.Bool("json") {
@@ -134,19 +155,9 @@ func benchHLS(c *cli.Context) error {
 	if err != nil {
 		return exitWith(2, fmt.Errorf("bench hls: %w", err))
 	}
-	ctx, cancel := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer cancel()
-	stop, err := startProgress(c, r.Status)
+	res, err := runBenchmark(c, "bench hls", r.Status, r.Run)
 	if err != nil {
-		return exitWith(2, err)
-	}
-	res, err := r.Run(ctx)
-	stop()
-	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			return exitWith(2, errors.New("bench hls: interrupted before the load started"))
-		}
-		return exitWith(2, fmt.Errorf("bench hls: %w", err))
+		return err
 	}
 	res.Gate(hls.Limits{
 		MaxErrors:     c.Int64("max-errors"),

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/hlsvmm/hlsvmm/bench/datapath"
 	"github.com/urfave/cli/v2"
@@ -83,19 +80,9 @@ func benchDatapath(c *cli.Context) error {
 	if err != nil {
 		return exitWith(2, fmt.Errorf("bench datapath: %w", err))
 	}
-	ctx, cancel := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer cancel()
-	stop, err := startProgress(c, r.Status)
+	res, err := runBenchmark(c, "bench datapath", r.Status, r.Run)
 	if err != nil {
-		return exitWith(2, err)
-	}
-	res, err := r.Run(ctx)
-	stop()
-	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			return exitWith(2, errors.New("bench datapath: interrupted"))
-		}
-		return exitWith(2, fmt.Errorf("bench datapath: %w", err))
+		return err
 	}
 	return writeBenchResult(c, res, res.Failures)
 }
