@@ -25,9 +25,10 @@ done
 { true >&3; } 2>/dev/null || { echo "demo: hlsvmm did not start:"; cat "$dir/hlsvmm.err"; exit 1; }
 cat <&3 >"$dir/console" &
 reader=$!
-tail -n +1 -F "$dir/console" 2>/dev/null | tr -d '\r' & # the console, live
+# the console, live, until hlsvmm exits (unbuffered: every line shows as it arrives)
+tail -n +1 -s 0.2 -f --pid=$pid "$dir/console" 2>/dev/null | sed -u 's/\r$//' &
 shower=$!
-trap 'kill $reader $shower 2>/dev/null; kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill $reader 2>/dev/null; kill $pid 2>/dev/null; wait $shower 2>/dev/null; rm -rf "$dir"' EXIT
 
 until grep -aq '^HLSVMM-GUEST-READY' "$dir/console"; do
 	kill -0 $pid 2>/dev/null || { echo "demo: hlsvmm exited before the guest was ready:"; cat "$dir/hlsvmm.err"; exit 1; }
@@ -45,6 +46,6 @@ say "poweroff"
 printf 'poweroff\n' >&3
 wait $pid
 st=$?
-sleep 0.5
+wait $shower 2>/dev/null # the rest of the console
 say "hlsvmm exited with status $st ($(grep -o 'how=[a-z]*' "$dir/hlsvmm.err" | head -n 1))"
 exit $st
