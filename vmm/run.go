@@ -70,12 +70,17 @@ func (s Stop) String() string {
 }
 
 // accessLog remembers which unclaimed ports and MMIO pages the guest
-// touched so each is logged once.
+// touched so each is logged once. The guest chooses the addresses, so the
+// set is bounded: past maxLoggedAccesses distinct addresses, one last line
+// says so and later ones go unlogged.
 type accessLog struct {
 	mu   sync.Mutex
 	seen map[uint64]bool
+	full bool
 	log  *slog.Logger
 }
+
+const maxLoggedAccesses = 1024
 
 func newAccessLog(log *slog.Logger) *accessLog {
 	return &accessLog{seen: make(map[uint64]bool), log: log}
@@ -88,12 +93,24 @@ const (
 
 func (a *accessLog) note(space string, key, addr uint64, write bool, size int) {
 	a.mu.Lock()
-	first := !a.seen[key]
-	a.seen[key] = true
+	first, overflow := false, false
+	switch {
+	case a.seen[key] || a.full:
+	case len(a.seen) >= maxLoggedAccesses:
+		a.full, overflow = true, true
+	default:
+		a.seen[key], first = true, true
+	}
 	a.mu.Unlock()
-	if first && a.log != nil {
+	if a.log == nil {
+		return
+	}
+	if first {
 		a.log.Debug("guest access to unclaimed address (reads return all-ones, writes are ignored; logged once)",
 			"space", space, "addr", fmt.Sprintf("%#x", addr), "write", write, "size", size)
+	}
+	if overflow {
+		a.log.Debug("more than 1024 distinct unclaimed addresses touched; no longer logging them")
 	}
 }
 

@@ -266,3 +266,20 @@ func TestSetThreadName(t *testing.T) {
 		t.Fatalf("thread name %q, want the first 15 bytes", got)
 	}
 }
+
+func TestAccessLogBounded(t *testing.T) {
+	var logs bytes.Buffer
+	al := newAccessLog(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	for page := uint64(0); page < 5000; page++ {
+		al.note("mmio", accessKeyMMIO|page, page<<12, false, 4)
+	}
+	if len(al.seen) != maxLoggedAccesses {
+		t.Fatalf("%d addresses remembered, want the bound %d", len(al.seen), maxLoggedAccesses)
+	}
+	if n := strings.Count(logs.String(), "unclaimed address"); n != maxLoggedAccesses {
+		t.Errorf("%d lines for distinct addresses", n)
+	}
+	if n := strings.Count(logs.String(), "no longer logging"); n != 1 {
+		t.Errorf("overflow said %d times, want once", n)
+	}
+}

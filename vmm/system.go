@@ -22,24 +22,29 @@ import (
 // DefaultDevice is where the KVM API lives.
 const DefaultDevice = "/dev/kvm"
 
-// requiredCaps are checked once when the System is opened: hlsvmm cannot
-// boot a guest without any of them.
-var requiredCaps = []struct {
-	cap  int
-	name string
-}{
-	{uapi.KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
-	{uapi.KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
-	{uapi.KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
-	{uapi.KVM_CAP_SET_IDENTITY_MAP_ADDR, "KVM_CAP_SET_IDENTITY_MAP_ADDR"},
-	{uapi.KVM_CAP_PIT2, "KVM_CAP_PIT2"},
-	{uapi.KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
-	{uapi.KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE"},
-	{uapi.KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING"},
-	{uapi.KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
-	{uapi.KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
-	{uapi.KVM_CAP_SIGNAL_MSI, "KVM_CAP_SIGNAL_MSI"},
-	{uapi.KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
+// Capability is a KVM capability number and its kernel name.
+type Capability struct {
+	Cap  int
+	Name string
+}
+
+// RequiredCapabilities are checked once when the System is opened: hlsvmm
+// cannot boot a guest without any of them.
+func RequiredCapabilities() []Capability {
+	return []Capability{
+		{uapi.KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
+		{uapi.KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+		{uapi.KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
+		{uapi.KVM_CAP_SET_IDENTITY_MAP_ADDR, "KVM_CAP_SET_IDENTITY_MAP_ADDR"},
+		{uapi.KVM_CAP_PIT2, "KVM_CAP_PIT2"},
+		{uapi.KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+		{uapi.KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE"},
+		{uapi.KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING"},
+		{uapi.KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
+		{uapi.KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
+		{uapi.KVM_CAP_SIGNAL_MSI, "KVM_CAP_SIGNAL_MSI"},
+		{uapi.KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
+	}
 }
 
 // System is an open /dev/kvm whose API version and required capabilities
@@ -64,9 +69,9 @@ func Open(path string) (*System, error) {
 		return nil, &BackendError{Backend: b}
 	}
 	var missing []string
-	for _, c := range requiredCaps {
-		if s.CheckExtension(c.cap) <= 0 {
-			missing = append(missing, c.name)
+	for _, c := range RequiredCapabilities() {
+		if s.CheckExtension(c.Cap) <= 0 {
+			missing = append(missing, c.Name)
 		}
 	}
 	if len(missing) > 0 {

@@ -15,20 +15,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// probeCaps are the KVM capabilities the probe reports, in order.
-var probeCaps = []struct {
-	cap  int
-	name string
-}{
-	{uapi.KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
-	{uapi.KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
-	{uapi.KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
-	{uapi.KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING"},
-	{uapi.KVM_CAP_SIGNAL_MSI, "KVM_CAP_SIGNAL_MSI"},
-	{uapi.KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
-	{uapi.KVM_CAP_PIT2, "KVM_CAP_PIT2"},
-	{uapi.KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
-	{uapi.KVM_CAP_TSC_DEADLINE_TIMER, "KVM_CAP_TSC_DEADLINE_TIMER"},
+// probeCaps are the KVM capabilities the probe reports: the ones hlsvmm
+// requires, then the optional ones it uses when present.
+func probeCaps() []vmm.Capability {
+	return append(vmm.RequiredCapabilities(),
+		vmm.Capability{Cap: uapi.KVM_CAP_TSC_DEADLINE_TIMER, Name: "KVM_CAP_TSC_DEADLINE_TIMER"},
+		vmm.Capability{Cap: uapi.KVM_CAP_MAX_VCPUS, Name: "KVM_CAP_MAX_VCPUS"})
 }
 
 type probeKVM struct {
@@ -139,9 +131,10 @@ func probeKVMDevice(device string) probeKVM {
 	}
 	defer s.Close()
 	k.APIVersion = s.APIVersion()
-	k.Capabilities = make(map[string]int, len(probeCaps))
-	for _, c := range probeCaps {
-		k.Capabilities[c.name] = s.CheckExtension(c.cap)
+	caps := probeCaps()
+	k.Capabilities = make(map[string]int, len(caps))
+	for _, c := range caps {
+		k.Capabilities[c.Name] = s.CheckExtension(c.Cap)
 	}
 	k.MaxVCPUs, k.RecommendedVCPUs = s.MaxVCPUs(), s.RecommendedVCPUs()
 	if cpuid, err := s.SupportedCPUID(); err != nil {
@@ -189,8 +182,8 @@ func printProbe(w io.Writer, r probeReport) {
 	if k.APIVersion != 0 {
 		fmt.Fprintf(w, "  API version  %d\n", k.APIVersion)
 		var caps []string
-		for _, c := range probeCaps {
-			caps = append(caps, fmt.Sprintf("%s=%s", strings.TrimPrefix(c.name, "KVM_CAP_"), yes(k.Capabilities[c.name] > 0)))
+		for _, c := range probeCaps() {
+			caps = append(caps, fmt.Sprintf("%s=%s", strings.TrimPrefix(c.Name, "KVM_CAP_"), yes(k.Capabilities[c.Name] > 0)))
 		}
 		fmt.Fprintf(w, "  capabilities %s\n", strings.Join(caps, " "))
 		fmt.Fprintf(w, "  max vCPUs    %d (recommended %d)\n", k.MaxVCPUs, k.RecommendedVCPUs)
