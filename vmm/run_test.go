@@ -276,7 +276,7 @@ func TestAccessLogBounded(t *testing.T) {
 	if len(al.seen) != maxLoggedAccesses {
 		t.Fatalf("%d addresses remembered, want the bound %d", len(al.seen), maxLoggedAccesses)
 	}
-	if n := strings.Count(logs.String(), "unclaimed address"); n != maxLoggedAccesses {
+	if n := strings.Count(logs.String(), "guest access to unclaimed address"); n != maxLoggedAccesses {
 		t.Errorf("%d lines for distinct addresses", n)
 	}
 	if n := strings.Count(logs.String(), "no longer logging"); n != 1 {
