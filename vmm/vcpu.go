@@ -55,12 +55,14 @@ func (c *VCPU) ID() int { return c.id }
 func (c *VCPU) Close() error {
 	c.closeOnce.Do(func() {
 		var errs []string
+		c.kickMu.Lock() // a late kick must not write into an unmapped kvm_run
 		if c.mapping != nil {
 			if err := unix.Munmap(c.mapping); err != nil {
 				errs = append(errs, fmt.Sprintf("unmap kvm_run: %v", err))
 			}
 			c.mapping, c.run = nil, nil
 		}
+		c.kickMu.Unlock()
 		if c.fd >= 0 {
 			if err := unix.Close(c.fd); err != nil {
 				errs = append(errs, fmt.Sprintf("close: %v", err))
