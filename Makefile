@@ -31,6 +31,7 @@ testbed-test: ## nested KVM test bed: its own checks and the QEMU self-test (tes
 	tests/testbed/check
 	tests/testbed/run tests/vmm/boot.sh
 	tests/testbed/run tests/vmm/kvm.sh
+	tests/vhost/real.sh
 	# The read-through check uses 48 MiB here (STORAGE_BIG_MIB=200 for the issue's figure): L1
 	# serves the 9p share from its own 9p root, and 200 MiB took over 13 minutes that way.
 	STORAGE_BIG_MIB=$${STORAGE_BIG_MIB:-48} HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-2400} \
