@@ -16,6 +16,10 @@
 # STORAGE_BIG_MIB (assets, default 200) sizes the file of (c); make testbed-test passes it through.
 # Bad input: a missing disk, an unaligned image, a missing share → one line, non-zero, no VM.
 set -uo pipefail
+# Serve the image and the share from L1's memory, not from L1's own 9p view of the outer root:
+# a guest reading the share through that double 9p stalled (RCU stalls, a soft lockup in
+# sha256sum) while the same read from a local copy completes.
+ST_COPY=${ST_COPY:-1}
 . "$HLSVMM_REPO/tests/testbed/lib.sh"
 . "$HLSVMM_REPO/tests/storage/lib.sh"
 
