@@ -118,8 +118,12 @@ if st_start share "stage1.store=9p reboot=k $ST_NIXOS_PARAMS" --share "$ST_TREE:
 		pass "(b) 9p: cd .. and /../.. stay at the share's root ($root)" || fail "(b) 9p: cd .. gave '$up', /../.. '$dd', / '$root'"
 	[ "$(st_value TOUCH)" != 0 ] && pass "(b) 9p: touch / fails ($(st_value TOUCH))" || fail "(b) 9p: touch / succeeded"
 	[ ! -e "$ST_TREE/written" ] || fail "(b) 9p: a file appeared in the share on the host"
-	tb_phase 9p-read
-	check_sum "(c) 9p"
+	if [ "${STORAGE_9P_READ:-1}" = 1 ]; then
+		tb_phase 9p-read
+		check_sum "(c) 9p"
+	else
+		echo "NOTE: (c) 9p read-through not run (STORAGE_9P_READ=0): the guest stalls in it (RCU stalls, soft lockup), an open bug"
+	fi
 	tb_phase 9p-reboot
 	printf 'reboot\n' >&3
 	st_wait_exit 120; st=$ST_STATUS
