@@ -12,6 +12,16 @@ TB_METRICS_PORT=9100
 # tb_fail MSG: print MSG and exit 1.
 tb_fail() { echo "FAIL: $*" >&2; exit 1; }
 
+# tb_nested_fault MSG: print MSG and exit 126, which tests/testbed/run reports as a fault of the
+# nested emulation (and retries under HLSVMM_TESTBED_RETRIES). Only for l2_died_silently.
+tb_nested_fault() { echo "NESTED-EMULATION FAULT: $*" >&2; exit 126; }
+
+# l2_died_silently PID CONSOLE_LOG: true if the L2 VMM PID has exited and the guest printed not one
+# byte on its console: the guest reset (triple fault) before its serial console came up. Under
+# nested TCG this happens now and then to QEMU's guests and hlsvmm's alike; a VMM or
+# guest bug that stops a boot that early would do it every time, and a retry still fails then.
+l2_died_silently() { ! kill -0 "$1" 2>/dev/null && [ ! -s "$2" ]; }
+
 # Phase timing: tb_phase NAME starts a phase (ending the previous one); tb_phase_end ends it.
 # Each prints "phase NAME: S.Ss" (wall clock of L1).
 _tb_phase= _tb_phase_t0=
