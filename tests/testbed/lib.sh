@@ -82,7 +82,8 @@ vhost_worker() {
 # virtio-net-pci on TAP QEMU_GUEST_TAP (made by tb_tap_add), in the background. Settings (env):
 #   QEMU_GUEST_TAP (hlstap0)   QEMU_GUEST_VHOST (on)   QEMU_GUEST_MEM (512, MiB)   QEMU_GUEST_CPUS (1)
 #   QEMU_GUEST_MAC (52:54:00:17:70:10)   QEMU_GUEST_APPEND (extra kernel parameters)
-#   QEMU_GUEST_LOG (serial console log; default $HLSVMM_OUT/qemu-guest.log)
+#   QEMU_GUEST_LOG (serial console log; default $HLSVMM_OUT/qemu-guest.log; LOG.qemu has QEMU's
+#   output, LOG.resets the vCPU state at each reset: a guest that reset shows where it was)
 #   QEMU_GUEST_CONSOLE_PORT (17022: the serial console on 127.0.0.1, like hlsvmm's)
 # Sets QEMU_GUEST_PID. The guest prints HLSVMM-GUEST-READY on its console when the origin listens.
 qemu_guest_start() {
@@ -99,6 +100,7 @@ qemu_guest_start() {
 		-serial chardev:con \
 		-netdev tap,id=n0,ifname="$tap",script=no,downscript=no,vhost="${QEMU_GUEST_VHOST:-on}" \
 		-device virtio-net-pci,netdev=n0,mac="${QEMU_GUEST_MAC:-52:54:00:17:70:10}" \
+		-d cpu_reset -D "$QEMU_GUEST_LOG.resets" \
 		</dev/null >"$QEMU_GUEST_LOG.qemu" 2>&1 &
 	QEMU_GUEST_PID=$!
 }
@@ -115,8 +117,9 @@ console_send() {
 # qemu_guest_stop: stop the guest started by qemu_guest_start (if any) and wait for it.
 qemu_guest_stop() {
 	[ -n "${QEMU_GUEST_PID:-}" ] || return 0
-	kill "$QEMU_GUEST_PID" 2>/dev/null
-	wait "$QEMU_GUEST_PID" 2>/dev/null
+	# || true: an EXIT trap under set -e must not turn its caller's status into kill's
+	kill "$QEMU_GUEST_PID" 2>/dev/null || true
+	wait "$QEMU_GUEST_PID" 2>/dev/null || true
 	QEMU_GUEST_PID=
 }
 
