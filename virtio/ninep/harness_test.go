@@ -17,14 +17,22 @@ import (
 
 // harness is a virtio-9p device activated on a virtiotest queue.
 type harness struct {
-	t      testing.TB
-	g      *virtiotest.Guest
-	q      *virtiotest.Queue
-	d      *Device
-	broken chan error
+	t        testing.TB
+	g        *virtiotest.Guest
+	q        *virtiotest.Queue
+	d        *Device
+	features uint64 // accepted by the driver
+	broken   chan error
 }
 
 func newHarness(t testing.TB, dir string, qsize uint16, guestMem int) *harness {
+	t.Helper()
+	return newHarnessFeatures(t, dir, qsize, guestMem, 0)
+}
+
+// newHarnessFeatures is newHarness with the driver accepting features (0:
+// everything the device offers).
+func newHarnessFeatures(t testing.TB, dir string, qsize uint16, guestMem int, features uint64) *harness {
 	t.Helper()
 	d, err := New(Config{Share: Share{Path: dir, Tag: "ro-store", ReadOnly: true}})
 	if err != nil {
@@ -36,7 +44,10 @@ func newHarness(t testing.TB, dir string, qsize uint16, guestMem int) *harness {
 		}
 	})
 	g := virtiotest.NewGuest(t, guestMem)
-	h := &harness{t: t, g: g, q: g.NewQueue(0, qsize), d: d, broken: make(chan error, 16)}
+	if features == 0 {
+		features = d.Features()
+	}
+	h := &harness{t: t, g: g, q: g.NewQueue(0, qsize), d: d, features: features, broken: make(chan error, 16)}
 	h.activate()
 	return h
 }
@@ -44,7 +55,7 @@ func newHarness(t testing.TB, dir string, qsize uint16, guestMem int) *harness {
 func (h *harness) activate() {
 	h.t.Helper()
 	err := h.d.Activate(virtio.Activation{
-		Features: h.d.Features(),
+		Features: h.features,
 		Memory:   h.g.Mem,
 		Queues:   []virtio.QueueConfig{h.q.Config()},
 		Broken:   func(err error) { h.broken <- err },

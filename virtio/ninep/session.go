@@ -30,6 +30,12 @@ import (
 //     index of a free slot in the in-flight table, at most the queue size —
 //     and the guest's tag goes back into the reply. Tflush's oldtag is
 //     translated the same way.
+//   - An Rflush reaches the used ring only after the reply of the request
+//     it names: 9P says a reply that arrives before the Rflush counts and
+//     one after it was cancelled, but the server never cancels and clears
+//     the tag before sending its reply, so its Tflush handler can answer
+//     first; the session holds that Rflush back until the flushed chain is
+//     returned.
 //   - replyWriter parses the server's output stream: a 7-byte header (size,
 //     type, tag), then size-7 bytes streamed straight into the chain's
 //     writable buffers (no copy for Rread data), then the chain is returned
@@ -73,6 +79,11 @@ type request struct {
 	guestTag uint16
 	writable [][]byte
 	writeLen uint32
+
+	flushes  *request   // a Tflush: the request it names, in flight when admitted
+	used     bool       // returned to the used ring
+	flushers []*request // Rflushes held back until this request is used
+	replyLen uint32     // of a held-back Rflush
 }
 
 type session struct {
@@ -241,7 +252,9 @@ func (s *session) admit(c *queue.Chain) error {
 	case typ == msgTflush && size >= hdrSize+2:
 		old := binary.LittleEndian.Uint16(msg[hdrSize:])
 		it, ok := s.byGuest[old]
-		if !ok {
+		if ok {
+			r.flushes = s.inflight[it]
+		} else {
 			it = noTag // not in flight: the server answers at once
 		}
 		binary.LittleEndian.PutUint16(msg[hdrSize:], it)
@@ -253,13 +266,32 @@ func (s *session) admit(c *queue.Chain) error {
 }
 
 // complete returns the chain with n reply bytes and interrupts the driver
-// if it wants that. s.mu is held.
+// if it wants that; then the Rflushes held back for it follow. s.mu is
+// held.
 func (s *session) complete(r *request, n uint32) error {
 	if err := s.q.AddUsed(r.head, n); err != nil {
 		return err
 	}
+	r.used = true
 	s.w.Interrupt(s.q, s.call, nil)
+	for _, f := range r.flushers {
+		if err := s.complete(f, f.replyLen); err != nil {
+			return err
+		}
+	}
+	r.flushers = nil
 	return nil
+}
+
+// completeReply completes a reply the server wrote, holding an Rflush back
+// while the request it names is still in flight. s.mu is held.
+func (s *session) completeReply(r *request, n uint32) error {
+	if old := r.flushes; old != nil && !old.used {
+		r.replyLen = n
+		old.flushers = append(old.flushers, r)
+		return nil
+	}
+	return s.complete(r, n)
 }
 
 // release frees an internal tag. s.mu is held.
@@ -383,7 +415,7 @@ func (w *replyWriter) finish() error {
 		return malformed("chain at head %d: reply of %d bytes, chain has %d writable bytes", w.req.head, w.size, w.req.writeLen)
 	}
 	s.release(w.itag, w.req)
-	return s.complete(w.req, w.size)
+	return s.completeReply(w.req, w.size)
 }
 
 // gather fills dst from the start of segs.
