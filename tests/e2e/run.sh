@@ -55,7 +55,7 @@ ready() {
 	local n=$1 secs
 	if secs=$(wait_marker "${LOG[$n]}" HLSVMM-GUEST-READY 300 "${PID[$n]}"); then pass "$n: guest ready after ${secs}s"
 	else
-		l2_died_silently "${PID[$n]}" "${LOG[$n]}" && tb_nested_fault "$n: the guest reset before its console printed anything: $(tail -n 1 "$OUT/$n.err")"
+		l2_reset_early "${PID[$n]}" "${LOG[$n]}" "$OUT/$n.err" && tb_nested_fault "$n: the guest reset while booting: $(tail -n 1 "$OUT/$n.err")"
 		fail "$n: no HLSVMM-GUEST-READY"; tail -n 20 "${LOG[$n]}" | indent; indent <"$OUT/$n.err"; return 1; fi
 }
 # stop NAME SIGNAL WANT: signal hlsvmm, wait up to 30 s, check its exit status.

@@ -94,7 +94,7 @@ run_mode() {
 		--metrics "$METRICS" </dev/null >"$OUT/$mode-hlsvmm.log" 2>&1 &
 	pid=$!
 	if ! secs=$(wait_marker "$log" HLSVMM-GUEST-READY 300 "$pid"); then
-		l2_died_silently "$pid" "$log" && tb_nested_fault "vhost=$mode: the guest reset before its console printed anything: $(tail -n 1 "$OUT/$mode-hlsvmm.log")"
+		l2_reset_early "$pid" "$log" "$OUT/$mode-hlsvmm.log" && tb_nested_fault "vhost=$mode: the guest reset while booting: $(tail -n 1 "$OUT/$mode-hlsvmm.log")"
 		fail "vhost=$mode: no HLSVMM-GUEST-READY"
 		tail -n 30 "$log" | indent; indent <"$OUT/$mode-hlsvmm.log"
 		stop_vm; return 1

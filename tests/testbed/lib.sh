@@ -13,14 +13,18 @@ TB_METRICS_PORT=9100
 tb_fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # tb_nested_fault MSG: print MSG and exit 126, which tests/testbed/run reports as a fault of the
-# nested emulation (and retries under HLSVMM_TESTBED_RETRIES). Only for l2_died_silently.
+# nested emulation (and retries under HLSVMM_TESTBED_RETRIES). Only after l2_reset_early.
 tb_nested_fault() { echo "NESTED-EMULATION FAULT: $*" >&2; exit 126; }
 
-# l2_died_silently PID CONSOLE_LOG: true if the L2 VMM PID has exited and the guest printed not one
-# byte on its console: the guest reset (triple fault) before its serial console came up. Under
-# nested TCG this happens now and then to QEMU's guests and hlsvmm's alike; a VMM or
-# guest bug that stops a boot that early would do it every time, and a retry still fails then.
-l2_died_silently() { ! kill -0 "$1" 2>/dev/null && [ ! -s "$2" ]; }
+# l2_reset_early PID CONSOLE_LOG [VMM_LOG]: true if the L2 VMM PID has exited because its guest
+# reset before it was ready: the guest printed not one console byte, or hlsvmm's VMM_LOG says the
+# guest triple-faulted. Under nested TCG both happen now and then, during early boot or while the
+# secondary CPUs come up, to QEMU's guests and hlsvmm's alike. A VMM or guest bug that stops a boot
+# this way does it every time, and the retry fails too.
+l2_reset_early() {
+	! kill -0 "$1" 2>/dev/null || return 1
+	[ ! -s "$2" ] || { [ -n "${3:-}" ] && grep -aq 'triple fault (KVM_EXIT_SHUTDOWN)' "$3"; }
+}
 
 # Phase timing: tb_phase NAME starts a phase (ending the previous one); tb_phase_end ends it.
 # Each prints "phase NAME: S.Ss" (wall clock of L1).

@@ -29,7 +29,7 @@ tb_tap_add hlstap0 || tb_fail "TAP hlstap0"
 tb_phase "QEMU guest boot to READY"
 qemu_guest_start
 ready=$(wait_marker "$QEMU_GUEST_LOG" HLSVMM-GUEST-READY 300 "$QEMU_GUEST_PID") || {
-	if l2_died_silently "$QEMU_GUEST_PID" "$QEMU_GUEST_LOG"; then
+	if l2_reset_early "$QEMU_GUEST_PID" "$QEMU_GUEST_LOG"; then
 		grep -a -A3 'CPU Reset' "$QEMU_GUEST_LOG.resets" | tail -n 4 | sed 's/^/  | /' >&2
 		tb_nested_fault "QEMU's guest reset before its console printed anything"
 	fi

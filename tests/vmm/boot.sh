@@ -52,7 +52,7 @@ trap cleanup EXIT
 if secs=$(wait_marker "$client" HLSVMM-GUEST-READY 600 $pid); then
 	pass "HLSVMM-GUEST-READY through the TCP console client, ${secs}s after connecting ($(awk -v a="$t0" -v b="$(tb_now)" 'BEGIN{printf "%.1f", b-a}')s after start)"
 else
-	l2_died_silently $pid "$OUT/console.log" && tb_nested_fault "the guest reset before its console printed anything: $(tail -n 1 "$OUT/hlsvmm.err")"
+	l2_reset_early $pid "$OUT/console.log" "$OUT/hlsvmm.err" && tb_nested_fault "the guest reset while booting: $(tail -n 1 "$OUT/hlsvmm.err")"
 	fail "no HLSVMM-GUEST-READY on the TCP console"
 	tail -n 40 "$OUT/console.log" | sed 's/^/  | /'
 	sed 's/^/  | /' "$OUT/hlsvmm.err"
