@@ -4,7 +4,7 @@ go 1.26.0
 
 require (
 	github.com/google/nftables v0.3.0
-	github.com/hugelgupf/p9 v0.3.0
+	github.com/hugelgupf/p9 v0.4.1
 	github.com/prometheus/client_golang v1.25.0
 	github.com/urfave/cli/v2 v2.27.7
 	github.com/vishvananda/netlink v1.3.1
