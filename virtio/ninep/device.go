@@ -47,6 +47,7 @@ type Config struct {
 	Share          Share
 	QueueSize      uint16
 	MaxMessageSize uint32
+	Metrics        *Metrics // nil: private counters
 	Logger         *slog.Logger
 }
 
@@ -60,6 +61,7 @@ type Device struct {
 	space   []byte // config space: le16 tag_len, tag
 	qsize   uint16
 	maxSize uint32
+	metrics *Metrics
 	log     *slog.Logger
 	server  *p9.Server
 
@@ -108,8 +110,12 @@ func New(cfg Config) (*Device, error) {
 		space:   space,
 		qsize:   qsize,
 		maxSize: maxSize,
+		metrics: cfg.Metrics,
 		log:     cfg.Logger,
 		root:    root,
+	}
+	if d.metrics == nil {
+		d.metrics = new(Metrics)
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -137,6 +143,9 @@ func (d *Device) WriteConfig(offset uint64, data []byte) {}
 
 // Share is the exported directory.
 func (d *Device) Share() Share { return d.share }
+
+// Metrics are the device's counters.
+func (d *Device) Metrics() *Metrics { return d.metrics }
 
 // Activate starts serving the request queue with a fresh 9P session.
 func (d *Device) Activate(a virtio.Activation) error {

@@ -60,8 +60,10 @@ const (
 	msgTxattrwk = 30
 	msgTversion = 100
 	msgTflush   = 108
+	replyRread  = 117
 	noTag       = 0xffff
 	rlerrorSize = hdrSize + 4
+	rreadHdr    = hdrSize + 4 // count[4], then the data
 )
 
 // Linux errno values sent in Rlerror.
@@ -84,6 +86,7 @@ type request struct {
 	used     bool       // returned to the used ring
 	flushers []*request // Rflushes held back until this request is used
 	replyLen uint32     // of a held-back Rflush
+	rtype    uint8      // the reply's type, for the metrics
 }
 
 type session struct {
@@ -102,6 +105,7 @@ type session struct {
 	mu       sync.Mutex
 	broken   bool
 	msize    uint32
+	pending  int64      // admitted, not answered: taken off Metrics.InFlight at stop
 	inflight []*request // by internal tag
 	free     []uint16
 	byGuest  map[uint16]uint16 // guest tag → internal tag, for Tflush
@@ -127,7 +131,7 @@ func startSession(d *Device, a virtio.Activation) (*session, error) {
 	}
 	s.w = &queue.Workers{Name: "virtio-9p", Log: d.log, Broken: func(_ uint16, err error) { s.fail(err) }}
 	go s.serve()
-	s.w.Go(qc, nil, s.drain)
+	s.w.Go(qc, &d.metrics.Kicks, s.drain)
 	return s, nil
 }
 
@@ -138,6 +142,10 @@ func (s *session) stop() {
 	s.w.Stop()
 	s.stopOnce.Do(func() { close(s.done) })
 	<-s.handleDone
+	s.mu.Lock()
+	s.d.metrics.InFlight.Add(-s.pending)
+	s.pending = 0
+	s.mu.Unlock()
 }
 
 func (s *session) serve() {
@@ -157,6 +165,7 @@ func (s *session) fail(err error) {
 	}
 	s.broken = true
 	s.mu.Unlock()
+	s.d.metrics.MalformedChains.Add(1)
 	err = fmt.Errorf("virtio-9p %s: %w", s.d.share.Tag, err)
 	s.d.log.Warn("device needs reset", "err", err)
 	if s.a.Broken != nil {
@@ -233,6 +242,8 @@ func (s *session) admit(c *queue.Chain) error {
 		binary.LittleEndian.PutUint16(reply[5:], tag)
 		binary.LittleEndian.PutUint32(reply[7:], code)
 		scatterAt(r.writable, 0, reply[:])
+		r.rtype = msgRlerror
+		s.admitted()
 		return s.complete(r, rlerrorSize)
 	}
 	if len(s.free) == 0 {
@@ -261,8 +272,30 @@ func (s *session) admit(c *queue.Chain) error {
 	}
 	s.inflight[itag] = r
 	s.byGuest[tag] = itag
+	s.admitted()
 	s.msgs <- msg // never blocks: the channel has room for every internal tag
 	return nil
+}
+
+// admitted counts a request in flight. s.mu is held.
+func (s *session) admitted() {
+	s.pending++
+	s.d.metrics.InFlight.Add(1)
+}
+
+// answered counts a reply of n bytes returned to the used ring. s.mu is
+// held.
+func (s *session) answered(r *request, n uint32) {
+	m := s.d.metrics
+	s.pending--
+	m.InFlight.Add(-1)
+	m.Requests.Add(1)
+	switch {
+	case r.rtype == msgRlerror:
+		m.Errors.Add(1)
+	case r.rtype == replyRread && n >= rreadHdr:
+		m.ReadBytes.Add(uint64(n - rreadHdr))
+	}
 }
 
 // complete returns the chain with n reply bytes and interrupts the driver
@@ -273,7 +306,8 @@ func (s *session) complete(r *request, n uint32) error {
 		return err
 	}
 	r.used = true
-	s.w.Interrupt(s.q, s.call, nil)
+	s.answered(r, n)
+	s.w.Interrupt(s.q, s.call, &s.d.metrics.Interrupts)
 	for _, f := range r.flushers {
 		if err := s.complete(f, f.replyLen); err != nil {
 			return err
@@ -415,6 +449,7 @@ func (w *replyWriter) finish() error {
 		return malformed("chain at head %d: reply of %d bytes, chain has %d writable bytes", w.req.head, w.size, w.req.writeLen)
 	}
 	s.release(w.itag, w.req)
+	w.req.rtype = w.hdr[4]
 	return s.completeReply(w.req, w.size)
 }
 
