@@ -18,6 +18,7 @@ import (
 	"github.com/hlsvmm/hlsvmm/metrics/exits"
 	"github.com/hlsvmm/hlsvmm/virtio/blk"
 	vnet "github.com/hlsvmm/hlsvmm/virtio/net"
+	"github.com/hlsvmm/hlsvmm/virtio/ninep"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -29,6 +30,7 @@ type fakeVM struct {
 	vcpus   []exits.Counters
 	net     vnet.Metrics
 	blk     blk.Metrics
+	share   ninep.Metrics
 	console atomic.Pointer[console.Stats]
 }
 
@@ -53,6 +55,7 @@ func (f *fakeVM) register(t *testing.T, r *Registry) {
 		r.AddNet(NetDevice{Name: "net0", Datapath: DatapathUserspace, Snapshot: f.net.Snapshot}),
 		r.AddNet(NetDevice{Name: "net1", Datapath: DatapathVhostNet}),
 		r.AddBlock(BlockDevice{Name: "blk0", Snapshot: f.blk.Snapshot}),
+		r.AddShare(ShareDevice{Name: "9p0", Tag: "ro-store", Snapshot: f.share.Snapshot}),
 		r.SetConsole(func() console.Stats { return *f.console.Load() }),
 	} {
 		if err != nil {
@@ -188,15 +191,22 @@ func TestScrape(t *testing.T) {
 		},
 		"hlsvmm_virtio_queue_kicks_total": {
 			`{device="net0",queue="rx"} 0`, `{device="net0",queue="tx"} 0`, `{device="blk0",queue="all"} 0`,
+			`{device="9p0",queue="all"} 0`,
 		},
-		"hlsvmm_virtio_queue_interrupts_total": {`{device="net0",queue="all"} 0`, `{device="blk0",queue="all"} 0`},
-		"hlsvmm_virtio_malformed_chains_total": {`{device="net0"} 0`, `{device="blk0"} 0`},
+		"hlsvmm_virtio_queue_interrupts_total": {
+			`{device="net0",queue="all"} 0`, `{device="blk0",queue="all"} 0`, `{device="9p0",queue="all"} 0`,
+		},
+		"hlsvmm_virtio_malformed_chains_total": {`{device="net0"} 0`, `{device="blk0"} 0`, `{device="9p0"} 0`},
 		"hlsvmm_block_requests_total": {
 			`{device="blk0",op="read"} 0`, `{device="blk0",op="write"} 0`, `{device="blk0",op="flush"} 0`, `{device="blk0",op="get_id"} 0`,
 		},
 		"hlsvmm_block_errors_total":          {`{device="blk0",status="ioerr"} 0`, `{device="blk0",status="unsupp"} 0`},
 		"hlsvmm_block_read_bytes_total":      {`{device="blk0"} 0`},
 		"hlsvmm_block_written_bytes_total":   {`{device="blk0"} 0`},
+		"hlsvmm_9p_requests_total":           {`{device="9p0",tag="ro-store"} 0`},
+		"hlsvmm_9p_errors_total":             {`{device="9p0",tag="ro-store"} 0`},
+		"hlsvmm_9p_read_bytes_total":         {`{device="9p0",tag="ro-store"} 0`},
+		"hlsvmm_9p_requests_in_flight":       {`{device="9p0",tag="ro-store"} 0`},
 		"hlsvmm_console_clients":             {`{} 0`},
 		"hlsvmm_console_connections_total":   {`{} 0`},
 		"hlsvmm_console_dropped_bytes_total": {`{} 0`},
@@ -232,6 +242,13 @@ func TestScrape(t *testing.T) {
 	f.blk.Unsupported.Add(8)
 	f.blk.Kicks.Add(17)
 	f.blk.Interrupts.Add(18)
+	f.share.Requests.Add(40)
+	f.share.Errors.Add(3)
+	f.share.ReadBytes.Add(5 << 30)
+	f.share.InFlight.Add(4)
+	f.share.Kicks.Add(21)
+	f.share.Interrupts.Add(22)
+	f.share.MalformedChains.Add(1)
 	f.console.Store(&console.Stats{Connections: 3, Connected: true, Dropped: 4096})
 
 	checkVM(t, scrape(t, s), map[string][]string{
@@ -253,15 +270,22 @@ func TestScrape(t *testing.T) {
 		},
 		"hlsvmm_virtio_queue_kicks_total": {
 			`{device="net0",queue="rx"} 3`, `{device="net0",queue="tx"} 9`, `{device="blk0",queue="all"} 17`,
+			`{device="9p0",queue="all"} 21`,
 		},
-		"hlsvmm_virtio_queue_interrupts_total": {`{device="net0",queue="all"} 13`, `{device="blk0",queue="all"} 18`},
-		"hlsvmm_virtio_malformed_chains_total": {`{device="net0"} 1`, `{device="blk0"} 0`},
+		"hlsvmm_virtio_queue_interrupts_total": {
+			`{device="net0",queue="all"} 13`, `{device="blk0",queue="all"} 18`, `{device="9p0",queue="all"} 22`,
+		},
+		"hlsvmm_virtio_malformed_chains_total": {`{device="net0"} 1`, `{device="blk0"} 0`, `{device="9p0"} 1`},
 		"hlsvmm_block_requests_total": {
 			`{device="blk0",op="read"} 20`, `{device="blk0",op="write"} 1`, `{device="blk0",op="flush"} 2`, `{device="blk0",op="get_id"} 3`,
 		},
 		"hlsvmm_block_errors_total":          {`{device="blk0",status="ioerr"} 6`, `{device="blk0",status="unsupp"} 8`},
 		"hlsvmm_block_read_bytes_total":      {`{device="blk0"} 81920`},
 		"hlsvmm_block_written_bytes_total":   {`{device="blk0"} 512`},
+		"hlsvmm_9p_requests_total":           {`{device="9p0",tag="ro-store"} 40`},
+		"hlsvmm_9p_errors_total":             {`{device="9p0",tag="ro-store"} 3`},
+		"hlsvmm_9p_read_bytes_total":         {`{device="9p0",tag="ro-store"} 5.36870912e+09`},
+		"hlsvmm_9p_requests_in_flight":       {`{device="9p0",tag="ro-store"} 4`},
 		"hlsvmm_console_clients":             {`{} 1`},
 		"hlsvmm_console_connections_total":   {`{} 3`},
 		"hlsvmm_console_dropped_bytes_total": {`{} 4096`},
@@ -326,6 +350,7 @@ func TestSourceErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	var m blk.Metrics
+	var sm ninep.Metrics
 	if err := r.AddNet(NetDevice{Name: "net0", Datapath: DatapathVhostNet}); err != nil {
 		t.Fatal(err)
 	}
@@ -342,6 +367,10 @@ func TestSourceErrors(t *testing.T) {
 		"no datapath":          r.AddNet(NetDevice{Name: "net1"}),
 		"block no snapshot":    r.AddBlock(BlockDevice{Name: "blk0"}),
 		"block no name":        r.AddBlock(BlockDevice{Snapshot: m.Snapshot}),
+		"9p named as a net":    r.AddShare(ShareDevice{Name: "net0", Tag: "store", Snapshot: sm.Snapshot}),
+		"9p no snapshot":       r.AddShare(ShareDevice{Name: "9p0", Tag: "store"}),
+		"9p no tag":            r.AddShare(ShareDevice{Name: "9p0", Snapshot: sm.Snapshot}),
+		"9p no name":           r.AddShare(ShareDevice{Tag: "store", Snapshot: sm.Snapshot}),
 		"second vcpu source":   r.SetVCPUExits(func() []exits.Snapshot { return nil }),
 		"nil vcpu source":      r.SetVCPUExits(nil),
 		"second console":       r.SetConsole(func() console.Stats { return console.Stats{} }),
@@ -362,8 +391,8 @@ func TestSourceErrors(t *testing.T) {
 				t.Errorf("datapath info: %q", got)
 			}
 		}
-		if strings.HasPrefix(f.GetName(), "hlsvmm_block_") {
-			t.Errorf("failed AddBlock exported %s", f.GetName())
+		if strings.HasPrefix(f.GetName(), "hlsvmm_block_") || strings.HasPrefix(f.GetName(), "hlsvmm_9p_") {
+			t.Errorf("failed AddBlock or AddShare exported %s", f.GetName())
 		}
 	}
 }

@@ -1,8 +1,8 @@
 // Package metrics exports the VM's counters in the Prometheus format: vCPU
 // exits by reason, virtio queue kicks and interrupts, the userspace
 // datapath's packets, bytes and drops, which datapath each network device
-// runs, block requests, console clients, and the VMM process itself (Go
-// runtime, CPU, RSS).
+// runs, block requests, 9p share requests, console clients, and the VMM
+// process itself (Go runtime, CPU, RSS).
 //
 // Components keep their own atomic counters; a Registry is given closures
 // that take a snapshot of them and calls those only when scraped, so
@@ -21,6 +21,7 @@ import (
 	"github.com/hlsvmm/hlsvmm/metrics/exits"
 	"github.com/hlsvmm/hlsvmm/virtio/blk"
 	vnet "github.com/hlsvmm/hlsvmm/virtio/net"
+	"github.com/hlsvmm/hlsvmm/virtio/ninep"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -56,6 +57,17 @@ type BlockDevice struct {
 	// Snapshot reads the device's counters (virtio/blk Device.Metrics()
 	// .Snapshot). Required.
 	Snapshot func() blk.MetricsSnapshot
+}
+
+// ShareDevice is one virtio-9p device as the exporter sees it.
+type ShareDevice struct {
+	// Name is the device label ("9p0"), unique among all devices.
+	Name string
+	// Tag is the share's mount tag, the tag label of the 9p families.
+	Tag string
+	// Snapshot reads the device's counters (virtio/ninep Device.Metrics()
+	// .Snapshot). Required.
+	Snapshot func() ninep.MetricsSnapshot
 }
 
 // Registry collects the VM's metrics from the sources added to it. Sources
@@ -142,6 +154,23 @@ func (r *Registry) AddBlock(d BlockDevice) error {
 	return nil
 }
 
+// AddShare adds a virtio-9p device.
+func (r *Registry) AddShare(d ShareDevice) error {
+	if d.Snapshot == nil {
+		return fmt.Errorf("%w: 9p device %q: nil snapshot function", ErrSource, d.Name)
+	}
+	if d.Tag == "" {
+		return fmt.Errorf("%w: 9p device %q: no mount tag", ErrSource, d.Name)
+	}
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	if err := r.c.claimLocked(d.Name); err != nil {
+		return err
+	}
+	r.c.shares = append(r.c.shares, d)
+	return nil
+}
+
 // Metric descriptions. Counters end in _total, byte counts in _bytes_total.
 var (
 	descVCPUExits = prometheus.NewDesc("hlsvmm_vcpu_exits_total",
@@ -149,7 +178,7 @@ var (
 		[]string{"vcpu", "reason"}, nil)
 
 	descQueueKicks = prometheus.NewDesc("hlsvmm_virtio_queue_kicks_total",
-		"Driver notifications hlsvmm handled. queue is rx/tx for network devices (summed over queue pairs), all for block devices.",
+		"Driver notifications hlsvmm handled. queue is rx/tx for network devices (summed over queue pairs), all for block and 9p devices.",
 		[]string{"device", "queue"}, nil)
 	descQueueInterrupts = prometheus.NewDesc("hlsvmm_virtio_queue_interrupts_total",
 		"Used-buffer interrupts hlsvmm signalled. queue is all: devices count them for all their queues together.",
@@ -171,6 +200,12 @@ var (
 	descBlockReadByte  = prometheus.NewDesc("hlsvmm_block_read_bytes_total", "Bytes read by the guest.", []string{"device"}, nil)
 	descBlockWriteByte = prometheus.NewDesc("hlsvmm_block_written_bytes_total", "Bytes written by the guest.", []string{"device"}, nil)
 
+	shareLabels     = []string{"device", "tag"}
+	desc9PRequests  = prometheus.NewDesc("hlsvmm_9p_requests_total", "9P requests answered (replies returned to the guest, Rlerror included).", shareLabels, nil)
+	desc9PErrors    = prometheus.NewDesc("hlsvmm_9p_errors_total", "9P requests answered with Rlerror.", shareLabels, nil)
+	desc9PReadBytes = prometheus.NewDesc("hlsvmm_9p_read_bytes_total", "File data returned to the guest in Rread replies.", shareLabels, nil)
+	desc9PInFlight  = prometheus.NewDesc("hlsvmm_9p_requests_in_flight", "9P requests the guest posted that are not answered yet.", shareLabels, nil)
+
 	descConsoleClients     = prometheus.NewDesc("hlsvmm_console_clients", "TCP console clients attached now.", nil, nil)
 	descConsoleConnections = prometheus.NewDesc("hlsvmm_console_connections_total", "TCP console clients accepted.", nil, nil)
 	descConsoleDropped     = prometheus.NewDesc("hlsvmm_console_dropped_bytes_total", "Console output bytes a client missed because it read too slowly.", nil, nil)
@@ -185,6 +220,7 @@ type collector struct {
 	console   func() console.Stats
 	nets      []NetDevice
 	blocks    []BlockDevice
+	shares    []ShareDevice
 }
 
 func newCollector() *collector { return &collector{names: make(map[string]bool)} }
@@ -205,6 +241,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		descVCPUExits, descQueueKicks, descQueueInterrupts, descMalformedChains,
 		descNetDatapath, descNetRxPackets, descNetRxBytes, descNetTxPackets, descNetTxBytes, descNetDrops, descNetTapErrors,
 		descBlockRequests, descBlockErrors, descBlockReadByte, descBlockWriteByte,
+		desc9PRequests, desc9PErrors, desc9PReadBytes, desc9PInFlight,
 		descConsoleClients, descConsoleConnections, descConsoleDropped,
 	} {
 		ch <- d
@@ -225,7 +262,7 @@ func alwaysExported(reason int) bool {
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	vcpuExits, stats := c.vcpuExits, c.console
-	nets, blocks := c.nets, c.blocks
+	nets, blocks, shares := c.nets, c.blocks, c.shares
 	c.mu.Unlock()
 
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
@@ -270,6 +307,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descBlockErrors, s.Unsupported, d.Name, "unsupp")
 		counter(descBlockReadByte, s.ReadBytes, d.Name)
 		counter(descBlockWriteByte, s.WriteBytes, d.Name)
+		counter(descQueueKicks, s.Kicks, d.Name, "all")
+		counter(descQueueInterrupts, s.Interrupts, d.Name, "all")
+		counter(descMalformedChains, s.MalformedChains, d.Name)
+	}
+	for _, d := range shares {
+		s := d.Snapshot()
+		counter(desc9PRequests, s.Requests, d.Name, d.Tag)
+		counter(desc9PErrors, s.Errors, d.Name, d.Tag)
+		counter(desc9PReadBytes, s.ReadBytes, d.Name, d.Tag)
+		ch <- prometheus.MustNewConstMetric(desc9PInFlight, prometheus.GaugeValue, float64(s.InFlight), d.Name, d.Tag)
 		counter(descQueueKicks, s.Kicks, d.Name, "all")
 		counter(descQueueInterrupts, s.Interrupts, d.Name, "all")
 		counter(descMalformedChains, s.MalformedChains, d.Name)
