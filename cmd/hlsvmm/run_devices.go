@@ -51,6 +51,7 @@ type guestDevices struct {
 	labels []string
 	close  []func() error
 	blocks []metrics.BlockDevice // the disks' counters for --metrics: blk0, blk1, ... in flag order
+	shares []metrics.ShareDevice // the shares' counters for --metrics: 9p0, 9p1, ... in flag order
 }
 
 // openDevices parses and opens --disk, --share and --rng. On error it has
@@ -113,6 +114,7 @@ func openDevices(c *cli.Context, log *slog.Logger) (_ *guestDevices, err error) 
 			return nil, exitWith(1, fmt.Errorf("--share: %w", err))
 		}
 		g.add(dev, "virtio-9p "+sh.String(), dev.Close)
+		g.shares = append(g.shares, metrics.ShareDevice{Name: fmt.Sprintf("9p%d", len(g.shares)), Tag: sh.Tag, Snapshot: dev.Metrics().Snapshot})
 	}
 	if c.Bool("rng") {
 		g.add(rng.New(), "virtio-rng", nil)
@@ -158,8 +160,9 @@ func (g *guestDevices) attach(m *vmm.Machine, log *slog.Logger) error {
 	return nil
 }
 
-// addMetrics hands reg the disks' counters (hlsvmm_block_*, and their
-// queues' kicks and interrupts). Safe on nil.
+// addMetrics hands reg the disks' counters (hlsvmm_block_*) and the
+// shares' (hlsvmm_9p_*), and their queues' kicks and interrupts. Safe on
+// nil.
 func (g *guestDevices) addMetrics(reg *metrics.Registry) error {
 	if g == nil {
 		return nil
@@ -168,6 +171,11 @@ func (g *guestDevices) addMetrics(reg *metrics.Registry) error {
 	for _, b := range g.blocks {
 		if err := reg.AddBlock(b); err != nil {
 			errs = append(errs, fmt.Errorf("metrics for %s: %w", b.Name, err))
+		}
+	}
+	for _, sh := range g.shares {
+		if err := reg.AddShare(sh); err != nil {
+			errs = append(errs, fmt.Errorf("metrics for %s: %w", sh.Name, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -69,10 +69,12 @@ func TestRunDeviceFlagsAccepted(t *testing.T) {
 	}
 }
 
-// Every --disk reaches the --metrics exporter as blk0, blk1, ... in flag
-// order, with its block and queue counters.
-func TestRunDevicesBlockMetrics(t *testing.T) {
+// Every --disk reaches the --metrics exporter as blk0, blk1, ... and every
+// --share as 9p0, 9p1, ... in flag order, with their device and queue
+// counters.
+func TestRunDevicesMetrics(t *testing.T) {
 	img := writeFile(t, "disk.img", make([]byte, 8192))
+	dir := t.TempDir()
 	reg, err := metrics.NewRegistry()
 	if err != nil {
 		t.Fatal(err)
@@ -85,28 +87,39 @@ func TestRunDevicesBlockMetrics(t *testing.T) {
 		defer g.Close()
 		return g.addMetrics(reg)
 	}}
-	if err := app.Run([]string{"hlsvmm", "--disk", img + ",ro", "--disk", img + ",ro,serial=second", "--rng=false"}); err != nil {
+	if err := app.Run([]string{"hlsvmm", "--disk", img + ",ro", "--disk", img + ",ro,serial=second",
+		"--share", dir + ":store,ro", "--share", dir + ":other,ro", "--rng=false"}); err != nil {
 		t.Fatal(err)
 	}
 	fams, err := reg.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	devices := map[string]bool{}
-	for _, f := range fams {
-		if f.GetName() != "hlsvmm_block_read_bytes_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "device" {
-					devices[l.GetValue()] = true
+	// labels lists each series' labels of family name as "k=v,k=v".
+	labels := func(name string) map[string]bool {
+		out := map[string]bool{}
+		for _, f := range fams {
+			if f.GetName() != name {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				var ls []string
+				for _, l := range m.GetLabel() {
+					ls = append(ls, l.GetName()+"="+l.GetValue())
 				}
+				out[strings.Join(ls, ",")] = true
 			}
 		}
+		return out
 	}
-	if len(devices) != 2 || !devices["blk0"] || !devices["blk1"] {
-		t.Fatalf("hlsvmm_block_read_bytes_total devices %v, want blk0 and blk1", devices)
+	if got := labels("hlsvmm_block_read_bytes_total"); len(got) != 2 || !got["device=blk0"] || !got["device=blk1"] {
+		t.Fatalf("hlsvmm_block_read_bytes_total series %v, want blk0 and blk1", got)
+	}
+	if got := labels("hlsvmm_9p_requests_total"); len(got) != 2 || !got["device=9p0,tag=store"] || !got["device=9p1,tag=other"] {
+		t.Fatalf("hlsvmm_9p_requests_total series %v, want 9p0 (store) and 9p1 (other)", got)
+	}
+	if got := labels("hlsvmm_virtio_queue_kicks_total"); len(got) != 4 || !got["device=9p1,queue=all"] {
+		t.Fatalf("hlsvmm_virtio_queue_kicks_total series %v, want blk0, blk1, 9p0 and 9p1", got)
 	}
 	var none *guestDevices
 	if err := none.addMetrics(reg); err != nil {
