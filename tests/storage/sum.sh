@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# tests/storage/sum.sh — the 9p read-through of issue 7 under QEMU and hlsvmm side by side, with
+# diagnostics: each VMM boots the storage guest from the 9p share, the guest runs
+# `sha256sum /data/big` (STORAGE_BIG_MIB MiB, buffered reads: what stalled), and while it runs the
+# script samples the VMM's threads (state, wchan, CPU ticks) every SUM_SAMPLE (15) s. Prints the time
+# each took, whether the guest logged RCU stalls or soft lockups, and hlsvmm's 9p metrics.
+#   tests/testbed/run tests/storage/sum.sh        (make testbed-storage-sum)
+# Settings: SUM_VMMS ("qemu hlsvmm"), SUM_TIMEOUT (900 s), ST_VCPUS (2), STORAGE_BIG_MIB (assets).
+set -uo pipefail
+. "$HLSVMM_REPO/tests/testbed/lib.sh"
+. "$HLSVMM_REPO/tests/storage/lib.sh"
+
+ST_COPY=1
+VMMS=${SUM_VMMS:-qemu hlsvmm} TIMEOUT=${SUM_TIMEOUT:-900} SAMPLE=${SUM_SAMPLE:-15}
+METRICS=127.0.0.1:17191
+trap st_stop EXIT
+st_prepare || tb_fail "storage assets"
+failed=0
+
+# threads PID: one line per thread: name state wchan utime+stime
+threads() {
+	local t
+	for t in /proc/"$1"/task/*; do
+		printf '%s %s %s %s\n' "$(cat "$t/comm" 2>/dev/null)" \
+			"$(awk '{sub(/.*\) /, ""); print $1}' "$t/stat" 2>/dev/null)" \
+			"$(cat "$t/wchan" 2>/dev/null)" "$(awk '{sub(/.*\) /, ""); print $12 + $13}' "$t/stat" 2>/dev/null)"
+	done | sort | uniq -c | sed 's/^/    /'
+}
+
+for vmm in $VMMS; do
+	tb_phase "$vmm boot"
+	case $vmm in
+	qemu) st_qemu_start "sum-$vmm" "stage1.store=9p reboot=k $ST_NIXOS_PARAMS" ;;
+	hlsvmm) st_start "sum-$vmm" "stage1.store=9p reboot=k $ST_NIXOS_PARAMS" --share "$ST_TREE:ro-store,ro" --metrics "$METRICS" ;;
+	*) tb_fail "SUM_VMMS: unknown VMM $vmm" ;;
+	esac || { echo "FAIL: $vmm: no HLSVMM-GUEST-READY"; failed=1; st_stop; continue; }
+	tb_phase "$vmm sha256sum"
+	t0=$(tb_now)
+	ST_N=$((ST_N + 1))
+	printf '%s; echo "END-%s-$((1+1))"\n' 'echo "BIGSUM=$(sha256sum /data/big | cut -d" " -f1)"' "$ST_N" >&3
+	next=$SAMPLE done=
+	while :; do
+		el=$(awk -v a="$t0" -v b="$(tb_now)" 'BEGIN{printf "%d", b-a}')
+		if tr -d '\r' <"$ST_CLIENT" | grep -aq "^END-$ST_N-2$"; then done=1; break; fi
+		kill -0 "$ST_PID" 2>/dev/null || break
+		((el < TIMEOUT)) || break
+		if ((el >= next)); then
+			next=$((next + SAMPLE))
+			echo "  $vmm at ${el}s: guest console $(grep -ac 'rcu_.*stall\|soft lockup' "$ST_CONSOLE") stall lines; threads (count name state wchan ticks):"
+			threads "$ST_PID"
+			[ "$vmm" != hlsvmm ] || curl -fsS --max-time 5 "http://$METRICS/metrics" 2>/dev/null |
+				grep -E '^hlsvmm_(9p_|virtio_queue_|vcpu_exits_total)' | grep -v ' 0$' | head -n 20 | sed 's/^/    /'
+		fi
+		sleep 1
+	done
+	secs=$(awk -v a="$t0" -v b="$(tb_now)" 'BEGIN{printf "%.1f", b-a}')
+	stalls=$(grep -ac 'rcu_.*stall\|soft lockup' "$ST_CONSOLE")
+	got=$(st_value BIGSUM)
+	if [ -n "$done" ] && [ "$got" = "$ST_BIG_SHA" ]; then
+		echo "RESULT: $vmm: sha256sum of $(($(stat -c %s "$ST_TREE/data/big") >> 20)) MiB over 9p in ${secs}s, sha256 matches; guest stall lines: $stalls"
+	else
+		echo "FAIL: $vmm: sha256sum did not finish correctly after ${secs}s (got '$got'); guest stall lines: $stalls"
+		failed=1
+		grep -a -B2 -A12 'rcu_.*stall\|soft lockup' "$ST_CONSOLE" | head -n 60 | sed 's/^/  | /'
+	fi
+	st_stop
+done
+tb_phase_end
+exit $failed
