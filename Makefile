@@ -7,7 +7,7 @@ export CGO_ENABLED := 0
 # guest reset before its first console byte) is run once more; see tests/testbed/run.
 export HLSVMM_TESTBED_RETRIES ?= 1
 
-.PHONY: all build test check-fmt check-nix vet unit testbed-test testbed-net testbed-storage demo help
+.PHONY: all build test check-fmt check-nix vet unit testbed-test testbed-net testbed-storage testbed-storage-sum demo help
 
 all: build
 
@@ -49,6 +49,12 @@ testbed-storage: ## issue 7's store-disk and 9p boots in the test bed (make test
 	# an open bug. STORAGE_9P_READ=1 adds the read-through.
 	STORAGE_BIG_MIB=$${STORAGE_BIG_MIB:-48} STORAGE_9P_READ=$${STORAGE_9P_READ:-0} HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-2400} \
 		HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} STORAGE_BIG_MIB STORAGE_9P_READ" tests/testbed/run tests/storage/boot.sh
+
+testbed-storage-sum: ## issue 7's 9p read-through (sha256sum of STORAGE_BIG_MIB MiB) under QEMU and hlsvmm side by side, with thread and metric samples
+	STORAGE_BIG_MIB=$${STORAGE_BIG_MIB:-48} HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-2400} \
+		HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} STORAGE_BIG_MIB" tests/storage/assets .cache/testbed/storage
+	STORAGE_BIG_MIB=$${STORAGE_BIG_MIB:-48} HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-2400} \
+		HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} STORAGE_BIG_MIB SUM_VMMS SUM_TIMEOUT SUM_SAMPLE ST_VCPUS" tests/testbed/run tests/storage/sum.sh
 
 testbed-net: ## issue 4's datapath checks in the test bed (both datapaths: ping, /health, 256 MiB each way, 50 clients, driver reload, CPU ratio)
 	# Not in make test yet: a guest→host transfer under vhost-net can stall near its end in the
