@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/hlsvmm/hlsvmm/console"
@@ -40,13 +41,14 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "run",
 		Usage: "boot a Linux bzImage in a KVM microVM with a serial console",
-		UsageText: "hlsvmm run --kernel BZIMAGE [--initrd INITRD] [--cmdline ...] [--mem MiB] [--vcpus N] [--serial tcp:HOST:PORT|stdio|none]\n" +
+		UsageText: "hlsvmm run --kernel BZIMAGE [--initrd INITRD] [--cmdline ...] [--append ...] [--mem MiB] [--vcpus N] [--serial tcp:HOST:PORT|stdio|none]\n" +
 			"       [--net bridge|macvtap|tap|none] [--tap NAME] [--mac MAC] [--vhost auto|on|off] [--vm-ip IP] [--keep-network]\n" +
 			"       [--metrics HOST:PORT] [--disk PATH[,ro]]... [--share PATH:TAG,ro]...",
 		Flags: append(append(append([]cli.Flag{
 			&cli.StringFlag{Name: "kernel", Usage: "x86-64 Linux bzImage (e.g. /boot/vmlinuz-*)", Required: true},
 			&cli.StringFlag{Name: "initrd", Usage: "initramfs image"},
 			&cli.StringFlag{Name: "cmdline", Value: defaultCmdline, Usage: "kernel command line"},
+			&cli.StringFlag{Name: "append", Usage: "kernel parameters added to the end of --cmdline (keeps its default)"},
 			&cli.IntFlag{Name: "mem", Value: defaultMemMiB, Usage: fmt.Sprintf("guest memory in MiB (at least %d)", minMemMiB)},
 			&cli.IntFlag{Name: "vcpus", Value: defaultVCPUs, Usage: "number of vCPUs"},
 			&cli.StringFlag{Name: "serial", Value: console.DefaultSpec, Usage: "console: tcp:HOST:PORT (server), stdio or none"},
@@ -54,6 +56,12 @@ func runCommand() *cli.Command {
 		}, append(netFlags(), hostnetFlags()...)...), metricsFlags()...), deviceFlags()...),
 		Action: runAction,
 	}
+}
+
+// joinParams is the kernel command line base followed by the parameters in
+// extra, one space between them.
+func joinParams(base, extra string) string {
+	return strings.TrimSpace(strings.TrimSpace(base) + " " + strings.TrimSpace(extra))
 }
 
 func runAction(c *cli.Context) error {
@@ -102,7 +110,7 @@ func runAction(c *cli.Context) error {
 		VCPUs:       vcpus,
 		Kernel:      kernelImage,
 		Initrd:      initrd,
-		Cmdline:     netPlan.cmdline(c.String("cmdline")),
+		Cmdline:     netPlan.cmdline(joinParams(c.String("cmdline"), c.String("append"))),
 	})
 	if err != nil {
 		if errors.Is(err, kernel.ErrInitrdTooLarge) || errors.Is(err, kernel.ErrKernelTooLarge) {

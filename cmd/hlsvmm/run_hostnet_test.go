@@ -66,3 +66,16 @@ func TestRunNetBadInput(t *testing.T) {
 		})
 	}
 }
+
+func TestJoinParams(t *testing.T) {
+	for _, tc := range []struct{ base, extra, want string }{
+		{"console=ttyS0 quiet", "", "console=ttyS0 quiet"},
+		{"console=ttyS0", "no-kvmapf", "console=ttyS0 no-kvmapf"},
+		{"", " a=1 b ", "a=1 b"},
+		{" console=ttyS0 ", " ", "console=ttyS0"},
+	} {
+		if got := joinParams(tc.base, tc.extra); got != tc.want {
+			t.Errorf("joinParams(%q, %q) = %q, want %q", tc.base, tc.extra, got, tc.want)
+		}
+	}
+}
