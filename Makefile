@@ -57,8 +57,9 @@ testbed-storage-sum: ## issue 7's 9p read-through (sha256sum of STORAGE_BIG_MIB 
 		HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} STORAGE_BIG_MIB SUM_VMMS SUM_TIMEOUT SUM_SAMPLE ST_VCPUS" tests/testbed/run tests/storage/sum.sh
 
 testbed-net: ## issue 4's datapath checks in the test bed (both datapaths: ping, /health, 256 MiB each way, 50 clients, driver reload, CPU ratio)
-	# Not in make test yet: a guest→host transfer under vhost-net can stall near its end in the
-	# nested test bed (seen under QEMU vhost=on too); the functional checks run in e2e.
+	# Not in make test yet: its 50-client load uses a fixed bitrate the emulated link cannot always
+	# carry, and the vhost CPU gate failed (16.9 %, max 5 %) in its last run, where the 256 MiB
+	# transfers passed on both datapaths; the functional checks run in e2e.
 	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-2400} tests/testbed/run tests/net/net.sh
 
 testbed-run: ## run one script as root in the test bed: make testbed-run SCRIPT=path [ARGS="..."]
