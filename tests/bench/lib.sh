@@ -98,14 +98,11 @@ bench_diagnose() {
 	grep -q "^vhost-" /proc/[0-9]*/comm 2>/dev/null && grep -l "^vhost-" /proc/[0-9]*/comm | while read -r c; do
 		d=${c%/comm}; echo "$(cat "$c") state $(awk '{print $3}' "$d/stat") wchan $(cat "$d/wchan" 2>/dev/null)"
 	done >&2
-	# The VMM's threads twice, 2 s apart: a vCPU thread sleeping in kvm_vcpu_block with the guest
-	# silent is a halted guest that is never woken; one always running is a guest spinning.
-	local t i
+	# The VMM's threads twice, 2 s apart (tb_threads says how to read them).
+	local i
 	for i in 1 2; do
-		echo "VMM threads (sample $i): name state utime+stime-ticks wchan" >&2
-		for t in /proc/"$BENCH_VMM_PID"/task/*; do
-			echo "  $(cat "$t/comm" 2>/dev/null) $(awk '{sub(/.*\) /, ""); print $1, $12 + $13}' "$t/stat" 2>/dev/null) $(cat "$t/wchan" 2>/dev/null)"
-		done | sort | uniq -c >&2
+		echo "VMM threads (sample $i): count name state ticks wchan" >&2
+		tb_threads "$BENCH_VMM_PID" >&2
 		[ $i = 2 ] || sleep 2
 	done
 	echo "--- $1: guest side (console)" >&2

@@ -17,16 +17,6 @@ trap st_stop EXIT
 st_prepare || tb_fail "storage assets"
 failed=0
 
-# threads PID: one line per thread: name state wchan utime+stime
-threads() {
-	local t
-	for t in /proc/"$1"/task/*; do
-		printf '%s %s %s %s\n' "$(cat "$t/comm" 2>/dev/null)" \
-			"$(awk '{sub(/.*\) /, ""); print $1}' "$t/stat" 2>/dev/null)" \
-			"$(cat "$t/wchan" 2>/dev/null)" "$(awk '{sub(/.*\) /, ""); print $12 + $13}' "$t/stat" 2>/dev/null)"
-	done | sort | uniq -c | sed 's/^/    /'
-}
-
 for vmm in $VMMS; do
 	tb_phase "$vmm boot"
 	case $vmm in
@@ -46,8 +36,8 @@ for vmm in $VMMS; do
 		((el < TIMEOUT)) || break
 		if ((el >= next)); then
 			next=$((next + SAMPLE))
-			echo "  $vmm at ${el}s: guest console $(grep -ac 'rcu_.*stall\|soft lockup' "$ST_CONSOLE") stall lines; threads (count name state wchan ticks):"
-			threads "$ST_PID"
+			echo "  $vmm at ${el}s: guest console $(grep -ac 'rcu_.*stall\|soft lockup' "$ST_CONSOLE") stall lines; threads (count name state ticks wchan):"
+			tb_threads "$ST_PID" | sed 's/^/    /'
 			[ "$vmm" != hlsvmm ] || curl -fsS --max-time 5 "http://$METRICS/metrics" 2>/dev/null |
 				grep -E '^hlsvmm_(9p_|virtio_queue_|vcpu_exits_total)' | grep -v ' 0$' | head -n 20 | sed 's/^/    /'
 		fi

@@ -68,6 +68,16 @@ wait_marker() {
 	awk -v a="$t0" -v b="$(tb_now)" 'BEGIN{printf "%.1f\n", b-a}'
 }
 
+# tb_threads PID: the threads of process PID, one line per distinct "name state ticks wchan" with
+# its count (ticks = utime + stime). vCPU threads asleep in kvm_vcpu_block with a silent guest are a
+# halted guest never woken; one always running is a guest spinning.
+tb_threads() {
+	local t
+	for t in /proc/"$1"/task/*; do
+		echo "$(cat "$t/comm" 2>/dev/null) $(awk '{sub(/.*\) /, ""); print $1, $12 + $13}' "$t/stat" 2>/dev/null) $(cat "$t/wchan" 2>/dev/null)"
+	done | sort | uniq -c
+}
+
 # vhost_worker PID: print the name of the vhost-net kernel worker serving process PID, if any.
 # The worker is named after the thread that issued VHOST_SET_OWNER ("vhost-TID"; on 6.1 a kthread,
 # on 6.4+ a task of the process), which need not be the main thread: try every thread.
