@@ -89,6 +89,11 @@ var (
 	VHOST_SET_VRING_CALL = IOW(VHOST_VIRTIO, 0x21, unsafe.Sizeof(VhostVringFile{}))
 	VHOST_SET_VRING_ERR  = IOW(VHOST_VIRTIO, 0x22, unsafe.Sizeof(VhostVringFile{}))
 
+	// Busy-poll timeout in µs (Num) of a vring (Linux 4.6). GET is _IOW in
+	// the kernel's header too.
+	VHOST_SET_VRING_BUSYLOOP_TIMEOUT = IOW(VHOST_VIRTIO, 0x23, unsafe.Sizeof(VhostVringState{}))
+	VHOST_GET_VRING_BUSYLOOP_TIMEOUT = IOW(VHOST_VIRTIO, 0x24, unsafe.Sizeof(VhostVringState{}))
+
 	VHOST_SET_BACKEND_FEATURES = IOW(VHOST_VIRTIO, 0x25, unsafe.Sizeof(uint64(0)))
 	VHOST_GET_BACKEND_FEATURES = IOR(VHOST_VIRTIO, 0x26, unsafe.Sizeof(uint64(0)))
 
