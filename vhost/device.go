@@ -39,6 +39,10 @@ type Device interface {
 	SetVringKick(i uint32, fd int) error      // VHOST_SET_VRING_KICK; fd -1 unbinds
 	SetVringCall(i uint32, fd int) error      // VHOST_SET_VRING_CALL; fd -1 unbinds
 	SetBackend(i uint32, fd int) error        // VHOST_NET_SET_BACKEND; fd -1 unbinds
+	// SetVringBusyloopTimeout is VHOST_SET_VRING_BUSYLOOP_TIMEOUT (Linux
+	// 4.6): how long, in µs, the vhost worker polls the ring and the TAP
+	// before it sleeps; 0 turns polling off. Older kernels fail with ENOTTY.
+	SetVringBusyloopTimeout(i, usecs uint32) error
 	// Close releases the descriptor. It is idempotent.
 	Close() error
 }
@@ -154,6 +158,11 @@ func (d *kernelDevice) GetVringBase(i uint32) (uint32, error) {
 func (d *kernelDevice) SetVringAddr(i uint32, a VringAddr) error {
 	k := uapi.VhostVringAddr{Index: i, DescUserAddr: a.Desc, AvailUserAddr: a.Avail, UsedUserAddr: a.Used}
 	return d.ioctl(uapi.VHOST_SET_VRING_ADDR, unsafe.Pointer(&k))
+}
+
+func (d *kernelDevice) SetVringBusyloopTimeout(i, usecs uint32) error {
+	s := uapi.VhostVringState{Index: i, Num: usecs}
+	return d.ioctl(uapi.VHOST_SET_VRING_BUSYLOOP_TIMEOUT, unsafe.Pointer(&s))
 }
 
 func (d *kernelDevice) setFile(req uintptr, i uint32, fd int) error {

@@ -7,7 +7,10 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/hlsvmm/hlsvmm/internal/uapi"
 	"github.com/hlsvmm/hlsvmm/virtio"
@@ -101,12 +104,13 @@ var vringNames = [2]string{"rx", "tx"}
 // (vring 0 receive, vring 1 transmit). It owns its Device. Methods are safe
 // for concurrent use.
 type Net struct {
-	mu      sync.Mutex
-	dev     Device // nil after Close
-	offered uint64 // VHOST_GET_FEATURES
-	running bool
-	queues  [2]uint16 // guest queue numbers while running, for messages
-	bases   [2]uint16 // avail indexes saved by the last Stop
+	mu       sync.Mutex
+	dev      Device // nil after Close
+	offered  uint64 // VHOST_GET_FEATURES
+	busyPoll uint32 // µs, set by SetBusyPoll
+	running  bool
+	queues   [2]uint16 // guest queue numbers while running, for messages
+	bases    [2]uint16 // avail indexes saved by the last Stop
 }
 
 // OpenNet opens /dev/vhost-net, becomes its owner and checks its features.
@@ -144,6 +148,67 @@ func NewNet(d Device) (*Net, error) {
 // vhost's own bits included.
 func (n *Net) Features() uint64 { return n.offered }
 
+// ErrBusyPollNotSupported is wrapped by SetBusyPoll's and Start's error when
+// the kernel does not know VHOST_SET_VRING_BUSYLOOP_TIMEOUT.
+var ErrBusyPollNotSupported = errors.New("vhost busy-poll: the host kernel lacks VHOST_SET_VRING_BUSYLOOP_TIMEOUT " +
+	"(Linux 4.6 or later has it); upgrade the host kernel or turn busy-polling off")
+
+// MaxBusyPoll is the longest busy-poll timeout the kernel can be given (µs
+// in 32 bits).
+const MaxBusyPoll = time.Duration(1<<32-1) * time.Microsecond
+
+// SetBusyPoll makes the kernel's vhost worker keep polling each vring and
+// the TAP for up to d after its last work before it goes to sleep
+// (VHOST_SET_VRING_BUSYLOOP_TIMEOUT on both vrings). It trades host CPU,
+// burnt while the worker spins, for latency and fewer guest kicks and
+// host wakeups. Zero turns polling off (the kernel's default). d must be
+// whole microseconds up to MaxBusyPoll.
+//
+// The timeout is set right away, so a kernel without it fails here, before
+// any guest runs (the error wraps ErrBusyPollNotSupported and the errno),
+// and again by every Start, after each vring's addresses and before its
+// backend.
+func (n *Net) SetBusyPoll(d time.Duration) error {
+	usecs, err := busyPollUsecs(d)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.dev == nil {
+		return errClosed
+	}
+	for i := range uint32(2) {
+		if err := setBusyloop(n.dev, i, usecs); err != nil {
+			if i > 0 { // put vring 0 back as it was
+				err = errors.Join(err, setBusyloop(n.dev, 0, n.busyPoll))
+			}
+			return err
+		}
+	}
+	n.busyPoll = usecs
+	return nil
+}
+
+// busyPollUsecs checks a busy-poll timeout and converts it to µs.
+func busyPollUsecs(d time.Duration) (uint32, error) {
+	if d < 0 || d > MaxBusyPoll || d%time.Microsecond != 0 {
+		return 0, fmt.Errorf("vhost busy-poll timeout %v: want whole microseconds from 0 to %v", d, MaxBusyPoll)
+	}
+	return uint32(d / time.Microsecond), nil
+}
+
+func setBusyloop(d Device, i, usecs uint32) error {
+	err := d.SetVringBusyloopTimeout(i, usecs)
+	if errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EINVAL) {
+		err = fmt.Errorf("%w: %w", ErrBusyPollNotSupported, err)
+	}
+	if err != nil {
+		return fmt.Errorf("set vring busy-poll timeout %dµs for %s vring: %w", usecs, vringNames[i], err)
+	}
+	return nil
+}
+
 // Config is what Start hands to the kernel.
 type Config struct {
 	// Features are the bits the driver accepted. Start sends the subset
@@ -171,8 +236,8 @@ type vring struct {
 
 // Start hands the queue pair to the kernel, in the order the kernel
 // requires: features, memory table, then for each vring its size, base,
-// ring addresses, kick and call eventfds, and last the backend of each
-// vring. Everything is validated before the first ioctl. If a step fails,
+// ring addresses, busy-poll timeout (if SetBusyPoll set one), kick and call
+// eventfds, and last the backend of each vring. Everything is validated before the first ioctl. If a step fails,
 // what was already attached is detached again and the error names the
 // step and queue and wraps the errno.
 func (n *Net) Start(c Config) error {
@@ -245,6 +310,11 @@ func (n *Net) setVring(i uint32, r vring, undo *undoList) error {
 	}
 	if err := d.SetVringAddr(i, r.addr); err != nil {
 		return fmt.Errorf("set vring addr for queue %d: %w", q.Index, err)
+	}
+	if n.busyPoll != 0 {
+		if err := setBusyloop(d, i, n.busyPoll); err != nil {
+			return fmt.Errorf("queue %d: %w", q.Index, err)
+		}
 	}
 	if err := d.SetVringKick(i, q.Kick.Fd()); err != nil {
 		return fmt.Errorf("set vring kick for queue %d: %w", q.Index, err)

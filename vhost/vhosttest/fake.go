@@ -28,9 +28,9 @@ const maxMemRegions = 64
 
 // Call is one recorded Device call.
 type Call struct {
-	Op    string // SET_OWNER, GET_FEATURES, SET_FEATURES, SET_MEM_TABLE, SET_VRING_NUM, SET_VRING_BASE, GET_VRING_BASE, SET_VRING_ADDR, SET_VRING_KICK, SET_VRING_CALL, SET_BACKEND, CLOSE
+	Op    string // SET_OWNER, GET_FEATURES, SET_FEATURES, SET_MEM_TABLE, SET_VRING_NUM, SET_VRING_BASE, GET_VRING_BASE, SET_VRING_ADDR, SET_VRING_KICK, SET_VRING_CALL, SET_VRING_BUSYLOOP_TIMEOUT, SET_BACKEND, CLOSE
 	Vring uint32 // for vring calls
-	Arg   uint64 // features, num, base; for fds the fd as int64 (so -1 reads back as -1)
+	Arg   uint64 // features, num, base, µs; for fds the fd as int64 (so -1 reads back as -1)
 	Err   error  // what the call returned
 }
 
@@ -62,7 +62,8 @@ type Vring struct {
 	AddrSet   bool
 	Kick      int // -1 when none
 	Call      int
-	Backend   int // -1 when none: the kernel's vq->private_data
+	Backend   int    // -1 when none: the kernel's vq->private_data
+	Busyloop  uint32 // busy-poll timeout in µs, 0 when off
 }
 
 // Fake is a vhost-net descriptor in memory. The zero value is not usable;
@@ -335,6 +336,20 @@ func (f *Fake) SetVringCall(i uint32, fd int) error {
 			return err
 		}
 		vq.Call = fd
+		return nil
+	})
+}
+
+// SetVringBusyloopTimeout mirrors vhost_vring_ioctl: any value is taken,
+// also with a backend attached. A kernel older than 4.6 fails with ENOTTY;
+// set Fail to play one.
+func (f *Fake) SetVringBusyloopTimeout(i, usecs uint32) error {
+	return f.do(Call{Op: "SET_VRING_BUSYLOOP_TIMEOUT", Vring: i, Arg: uint64(usecs)}, func() error {
+		vq, err := f.vring(i)
+		if err != nil {
+			return err
+		}
+		vq.Busyloop = usecs
 		return nil
 	})
 }
