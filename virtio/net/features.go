@@ -14,9 +14,11 @@ const (
 	FeatureGuestTSO4 = 7  // VIRTIO_NET_F_GUEST_TSO4
 	FeatureGuestTSO6 = 8  // VIRTIO_NET_F_GUEST_TSO6
 	FeatureGuestECN  = 9  // VIRTIO_NET_F_GUEST_ECN
+	FeatureGuestUFO  = 10 // VIRTIO_NET_F_GUEST_UFO
 	FeatureHostTSO4  = 11 // VIRTIO_NET_F_HOST_TSO4
 	FeatureHostTSO6  = 12 // VIRTIO_NET_F_HOST_TSO6
 	FeatureHostECN   = 13 // VIRTIO_NET_F_HOST_ECN
+	FeatureHostUFO   = 14 // VIRTIO_NET_F_HOST_UFO
 	FeatureMrgRxbuf  = 15 // VIRTIO_NET_F_MRG_RXBUF
 	FeatureStatus    = 16 // VIRTIO_NET_F_STATUS
 	FeatureCtrlVQ    = 17 // VIRTIO_NET_F_CTRL_VQ
@@ -39,8 +41,8 @@ const RingFeatures uint64 = 1<<FeatureMrgRxbuf | 1<<virtio.FeatureEventIdx |
 
 // TapOffload returns the TUN_F_* flags for TUNSETOFFLOAD from the features
 // the driver accepted: what the TAP may hand the guest. Segmentation
-// offloads need checksum offload (a GSO frame carries a partial checksum),
-// and ECN needs a segmentation offload.
+// offloads (TSO, UFO) need checksum offload (a GSO frame carries a partial
+// checksum), and ECN needs TSO.
 func TapOffload(acked uint64) uint {
 	has := func(b uint) bool { return virtio.HasFeature(acked, b) }
 	if !has(FeatureGuestCsum) {
@@ -55,6 +57,9 @@ func TapOffload(acked uint64) uint {
 	}
 	if has(FeatureGuestECN) && flags&(unix.TUN_F_TSO4|unix.TUN_F_TSO6) != 0 {
 		flags |= unix.TUN_F_TSO_ECN
+	}
+	if has(FeatureGuestUFO) {
+		flags |= unix.TUN_F_UFO
 	}
 	return flags
 }
