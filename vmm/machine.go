@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/hlsvmm/hlsvmm/metrics/exits"
 	"github.com/hlsvmm/hlsvmm/vmm/memory"
 	"github.com/hlsvmm/hlsvmm/vmm/pcibus"
+	"golang.org/x/sys/unix"
 )
 
 // MinMemory is the least guest RAM hlsvmm boots a distro kernel with.
@@ -87,6 +89,14 @@ type MachineOptions struct {
 	// Console receives what the guest writes to COM1; nil discards it.
 	// Writes happen on vCPU threads and should not block for long.
 	Console io.Writer
+	// VCPUAffinity, if not empty, has one set of host CPUs per vCPU: each
+	// vCPU's thread is pinned to its set when it starts running. That
+	// trades the scheduler's freedom to move a vCPU for cache locality:
+	// a pinned vCPU waits for its CPU when something else runs there.
+	// NewMachine checks the sets against the vCPU count and the CPUs the
+	// process may use (the error wraps ErrAffinity); a pin that still
+	// fails stops the machine.
+	VCPUAffinity []unix.CPUSet
 }
 
 // Machine is a guest wired to KVM: the VM, its vCPUs configured for boot,
@@ -125,6 +135,9 @@ func NewMachine(sys *System, g *Guest, opts MachineOptions) (m *Machine, err err
 	if max := sys.MaxVCPUs(); g.vcpus > max {
 		return nil, fmt.Errorf("%w: %d vCPUs asked, this host's KVM allows %d", ErrTooManyVCPUs, g.vcpus, max)
 	}
+	if err := checkAffinity(opts.VCPUAffinity, g.vcpus); err != nil {
+		return nil, err
+	}
 	supported, err := sys.SupportedCPUID()
 	if err != nil {
 		return nil, err
@@ -151,6 +164,7 @@ func NewMachine(sys *System, g *Guest, opts MachineOptions) (m *Machine, err err
 		return nil, fmt.Errorf("set vCPU 0 at the kernel entry: %w", err)
 	}
 	m.runner = newRunner(m.vm, m.vcpus, log)
+	m.runner.affinity = slices.Clone(opts.VCPUAffinity)
 	if err := m.addPlatformDevices(opts.Console); err != nil {
 		return nil, err
 	}

@@ -223,6 +223,9 @@ type runner struct {
 	vcpus     []*VCPU
 	log       *slog.Logger
 	unclaimed *accessLog
+	// affinity, if not empty, holds the host CPUs of each vCPU's thread,
+	// indexed like vcpus.
+	affinity []unix.CPUSet
 
 	// haltCheck is how often the vCPUs are sampled for a guest that
 	// halted for good; 0 disables the check.
@@ -259,11 +262,15 @@ func (r *runner) run(ctx context.Context) Stop {
 	defer signal.Stop(sigc)
 
 	var wg sync.WaitGroup
-	for _, c := range r.vcpus {
+	for i, c := range r.vcpus {
+		var pin *unix.CPUSet
+		if len(r.affinity) > 0 {
+			pin = &r.affinity[i]
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if s := r.loop(c); s != nil {
+			if s := r.loop(c, pin); s != nil {
 				r.stop(*s)
 			}
 		}()
@@ -284,11 +291,16 @@ func (r *runner) run(ctx context.Context) Stop {
 }
 
 // loop is one vCPU's thread: KVM_RUN until the machine stops or this vCPU
-// cannot go on.
-func (r *runner) loop(c *VCPU) *Stop {
+// cannot go on. A non-nil pin is the host CPUs the thread may run on.
+func (r *runner) loop(c *VCPU, pin *unix.CPUSet) *Stop {
 	// The thread stays locked (and dies with the goroutine): its signal
 	// mask is changed below.
 	runtime.LockOSThread()
+	if pin != nil {
+		if err := pinThread(*pin); err != nil {
+			return &Stop{Kind: StopFatal, VCPU: c.id, Reason: fmt.Sprintf("pin the vCPU thread: %v", err), Err: err}
+		}
+	}
 	var set unix.Sigset_t
 	sigaddset(&set, kickSignal)
 	if err := unix.PthreadSigmask(unix.SIG_UNBLOCK, &set, nil); err != nil {
