@@ -12,13 +12,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// EventFD owns one non-blocking eventfd registered with Go's poller, so Wait
-// parks the goroutine instead of a thread and Close wakes any waiter.
+// EventFD owns one non-blocking eventfd. It joins Go's poller only when a
+// goroutine first Waits on it (the userspace datapath and the queues hlsvmm
+// serves itself), so Wait parks the goroutine instead of a thread and Close
+// wakes any waiter. An eventfd only handed to KVM and vhost-net never joins
+// it: the poller would otherwise wake on every kick and interrupt of a
+// datapath that never passes through hlsvmm.
 type EventFD struct {
-	f     *os.File
-	fd    int
-	close sync.Once
-	err   error
+	mu  sync.RWMutex // Close takes it exclusively; the fd is valid while it is held
+	fd  int          // -1 once closed
+	f   *os.File     // nil until the first Wait; then it owns fd
+	err error        // Close's result
 }
 
 // New creates an eventfd with a zero counter.
@@ -27,19 +31,28 @@ func New() (*EventFD, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create eventfd: %w", err)
 	}
-	return &EventFD{f: os.NewFile(uintptr(fd), "eventfd"), fd: fd}, nil
+	return &EventFD{fd: fd}, nil
 }
 
 // Fd returns the descriptor for handing to the kernel (KVM_IOEVENTFD,
 // KVM_IRQFD, VHOST_SET_VRING_KICK/CALL). The EventFD keeps ownership: the
 // number is valid until Close.
-func (e *EventFD) Fd() int { return e.fd }
+func (e *EventFD) Fd() int {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.fd
+}
 
 // Signal adds one to the counter, waking a waiter or making KVM/vhost act.
 func (e *EventFD) Signal() error {
 	var b [8]byte
 	binary.NativeEndian.PutUint64(b[:], 1)
-	if _, err := e.f.Write(b[:]); err != nil {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.fd < 0 {
+		return fmt.Errorf("signal eventfd: %w", os.ErrClosed)
+	}
+	if _, err := unix.Write(e.fd, b[:]); err != nil {
 		return fmt.Errorf("signal eventfd: %w", err)
 	}
 	return nil
@@ -48,16 +61,38 @@ func (e *EventFD) Signal() error {
 // Wait blocks until the counter is non-zero, then returns and clears it.
 // After Close it returns an error wrapping os.ErrClosed.
 func (e *EventFD) Wait() (uint64, error) {
+	f, err := e.file()
+	if err != nil {
+		return 0, fmt.Errorf("wait on eventfd: %w", err)
+	}
 	var b [8]byte
-	if _, err := e.f.Read(b[:]); err != nil {
+	if _, err := f.Read(b[:]); err != nil {
 		return 0, fmt.Errorf("wait on eventfd: %w", err)
 	}
 	return binary.NativeEndian.Uint64(b[:]), nil
 }
 
+// file returns the poller-registered file, creating it on first use.
+func (e *EventFD) file() (*os.File, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.fd < 0 {
+		return nil, os.ErrClosed
+	}
+	if e.f == nil {
+		e.f = os.NewFile(uintptr(e.fd), "eventfd")
+	}
+	return e.f, nil
+}
+
 // Clear resets the counter without blocking and reports whether it was set.
 func (e *EventFD) Clear() (bool, error) {
 	var b [8]byte
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.fd < 0 {
+		return false, fmt.Errorf("clear eventfd: %w", os.ErrClosed)
+	}
 	_, err := unix.Read(e.fd, b[:])
 	switch err {
 	case nil:
@@ -72,6 +107,16 @@ func (e *EventFD) Clear() (bool, error) {
 // Close releases the descriptor and wakes any goroutine in Wait. It is
 // idempotent.
 func (e *EventFD) Close() error {
-	e.close.Do(func() { e.err = e.f.Close() })
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.fd < 0 {
+		return e.err
+	}
+	if e.f != nil {
+		e.err = e.f.Close()
+	} else {
+		e.err = unix.Close(e.fd)
+	}
+	e.fd = -1
 	return e.err
 }

@@ -2,7 +2,9 @@ package eventfd
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -48,5 +50,90 @@ func TestCloseWakesWaiter(t *testing.T) {
 	}
 	if err := e.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// polled reports whether fd is registered with one of the process's epoll
+// instances (Go's poller): /proc/self/fdinfo of an eventpoll fd lists
+// "tfd: N" for every registered fd N.
+func polled(t *testing.T, fd int) bool {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ent := range ents {
+		link, err := os.Readlink("/proc/self/fd/" + ent.Name())
+		if err != nil || link != "anon_inode:[eventpoll]" {
+			continue
+		}
+		info, err := os.ReadFile("/proc/self/fdinfo/" + ent.Name())
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(info), "\n") {
+			var tfd int
+			if _, err := fmt.Sscanf(line, "tfd: %d", &tfd); err == nil && tfd == fd {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// An eventfd handed only to KVM or vhost-net must stay out of Go's poller:
+// otherwise every kick and interrupt of the vhost datapath wakes hlsvmm.
+func TestPollerOnlyAfterWait(t *testing.T) {
+	e, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	// Make sure the poller exists (it is created on first use).
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	w.Close()
+	if err := e.Signal(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Clear(); err != nil {
+		t.Fatal(err)
+	}
+	if polled(t, e.Fd()) {
+		t.Fatal("eventfd joined the poller before any Wait")
+	}
+	if err := e.Signal(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if !polled(t, e.Fd()) {
+		t.Fatal("eventfd is not in the poller after Wait: the check above proves nothing")
+	}
+}
+
+func TestUseAfterClose(t *testing.T) {
+	e, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Signal(); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Signal after Close = %v", err)
+	}
+	if _, err := e.Clear(); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Clear after Close = %v", err)
+	}
+	if _, err := e.Wait(); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Wait after Close = %v", err)
+	}
+	if e.Fd() != -1 {
+		t.Errorf("Fd after Close = %d", e.Fd())
 	}
 }
