@@ -25,7 +25,7 @@ func (e *exitError) Unwrap() error { return e.err }
 func exitWith(code int, err error) error { return &exitError{code: code, err: err} }
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:  "hlsvmm",
 		Usage: "a KVM microVM monitor for HLS origin servers, with vhost-net networking",
 		Flags: []cli.Flag{
@@ -48,7 +48,30 @@ func newApp() *cli.App {
 		},
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {},
+		OnUsageError:    usageError,
 	}
+	var each func([]*cli.Command)
+	each = func(cmds []*cli.Command) {
+		for _, c := range cmds {
+			c.OnUsageError = usageError
+			each(c.Subcommands)
+		}
+	}
+	each(app.Commands)
+	return app
+}
+
+// usageError turns a flag the library could not parse (e.g. --vcpus many)
+// into the one-line error and exit status 2 of every other bad input,
+// instead of the library's message followed by the whole help text.
+func usageError(c *cli.Context, err error, _ bool) error {
+	name := ""
+	for _, l := range c.Lineage() {
+		if l.Command != nil && l.Command.Name != "" && l.Command.Name != c.App.Name {
+			name = " " + l.Command.Name + name
+		}
+	}
+	return exitWith(2, fmt.Errorf("%w (hlsvmm%s --help lists the flags)", err, name))
 }
 
 func main() {
