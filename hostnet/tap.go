@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -60,6 +61,9 @@ type Tap struct {
 	files  []*os.File
 	conns  []syscall.RawConn
 	closed bool
+
+	mu       sync.Mutex // guards detached
+	detached []bool     // queues detached with TUNSETQUEUE
 }
 
 // OpenTap opens the TAP name in the calling thread's network namespace,
@@ -197,6 +201,7 @@ func (t *Tap) add(f *os.File, opts *TapOptions) error {
 	}
 	t.files = append(t.files, f)
 	t.conns = append(t.conns, rc)
+	t.detached = append(t.detached, false)
 	i := len(t.files) - 1
 	if err := t.ioctlPtrInt(i, unix.TUNSETVNETHDRSZ, VnetHdrSize); err != nil {
 		return fmt.Errorf("set vnet header size of %s queue %d: %w", t.name, i, err)
@@ -235,6 +240,44 @@ func (t *Tap) SetOffload(o Offload) error {
 	if err != nil {
 		return fmt.Errorf("set offloads %#x on %s: %w", uint32(o), t.name, err)
 	}
+	return nil
+}
+
+// SetQueueEnabled attaches (on) or detaches queue i to or from its device
+// (TUNSETQUEUE with IFF_ATTACH_QUEUE or IFF_DETACH_QUEUE; tun and macvtap
+// both have it). The kernel steers received frames only to attached
+// queues. Every queue starts attached; setting the state a queue already
+// has does nothing (the kernel would refuse it with EINVAL). Only a
+// multi_queue TAP or a macvtap can detach a queue.
+//
+// A detached queue stays bound to its device: a read parks (nothing is
+// steered to it), ioctls such as TUNSETOFFLOAD work, and vhost-net may keep
+// it as a backend.
+func (t *Tap) SetQueueEnabled(i int, on bool) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if i < 0 || i >= len(t.files) {
+		return fmt.Errorf("%s has no queue %d", t.name, i)
+	}
+	if t.detached[i] != on {
+		return nil
+	}
+	flags, what := uint16(unix.IFF_ATTACH_QUEUE), "attach"
+	if !on {
+		flags, what = unix.IFF_DETACH_QUEUE, "detach"
+	}
+	err := t.control(i, func(fd int) error {
+		ifr, err := unix.NewIfreq("")
+		if err != nil {
+			return err
+		}
+		ifr.SetUint16(flags)
+		return unix.IoctlIfreq(fd, unix.TUNSETQUEUE, ifr)
+	})
+	if err != nil {
+		return fmt.Errorf("%s queue %d of %s (TUNSETQUEUE): %w", what, i, t.name, err)
+	}
+	t.detached[i] = !on
 	return nil
 }
 

@@ -26,6 +26,10 @@ func (q *TapQueue) Fd() int {
 // SetOffload sets the whole device's offloads from TUN_F_* flags.
 func (q *TapQueue) SetOffload(flags uint) error { return q.t.SetOffload(Offload(flags)) }
 
+// SetQueueEnabled attaches or detaches the queue (TUNSETQUEUE); see
+// Tap.SetQueueEnabled.
+func (q *TapQueue) SetQueueEnabled(on bool) error { return q.t.SetQueueEnabled(q.i, on) }
+
 // Read reads one frame, virtio-net header first, waiting in the poller.
 func (q *TapQueue) Read(b []byte) (int, error) { return q.t.ReadQueue(q.i, b) }
 
