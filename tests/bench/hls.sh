@@ -4,14 +4,15 @@
 # --vhost on (`hlsvmm run`, default --net bridge, which sets it up itself), runs
 # `hlsvmm bench hls --json` with HLS_CLIENTS (300) players for HLS_DURATION (30s) against each
 # through the port forward 127.0.0.1:17080, and prints both side by side with ratios.
-# The stream bitrate (hls.bitrate= on the guest's kernel command line) is chosen so that
-# clients × bitrate is HLS_LINK_SHARE (60) % of the link's guest→host MiB/s: HLS_LINK_MIBS, else
-# the slower of datapath.sh's qemu/hlsvmm vhost=on results in $BENCH_OUT, else measured here with
-# a 16 MiB `bench datapath` against QEMU. The output says what it chose.
+# The stream (hls.bitrate= and hls.segment_duration= on the guest's kernel command line) is sized
+# by tests/e2e/sizing.sh from the guest→host MiB/s and the HTTP request latency p50:
+# HLS_LINK_MIBS and HLS_P50_MS, else the slower of datapath.sh's qemu/hlsvmm vhost=on results in
+# $BENCH_OUT, else measured here with a 16 MiB `bench datapath` against QEMU. The output says what
+# it chose. The load lasts at least three segments.
 # Results: $HLSVMM_OUT/bench/hls-VARIANT.json, hls-comparison.md. Exit 1 if a load failed.
 set -uo pipefail
 . "$HLSVMM_REPO/tests/bench/lib.sh"
-. "$HLSVMM_REPO/tests/e2e/bitrate.sh"
+. "$HLSVMM_REPO/tests/e2e/sizing.sh"
 trap 'bench_stop; hlsvmm network teardown --tap "$BENCH_TAP" >/dev/null 2>&1' EXIT
 
 clients=${HLS_CLIENTS:-300}
@@ -20,27 +21,32 @@ variants=${HLS_VARIANTS:-qemu-vhost-on hlsvmm-vhost-on}
 mkdir -p "$BENCH_OUT"
 bench_net_up || tb_fail "bridge/TAP set-up"
 
-# The link: what the guest can send to the host.
-mibs=${HLS_LINK_MIBS:-} src="HLS_LINK_MIBS"
-if [ -z "$mibs" ]; then
-	mibs=$(for v in qemu-vhost-on hlsvmm-vhost-on; do
-		[ -f "$BENCH_OUT/$v.json" ] && jq -r '.guest_to_host.mib_per_s // empty' "$BENCH_OUT/$v.json"
-	done | sort -g | head -n 1)
-	src="datapath.sh's guest→host figure (the slower vhost=on run)"
+# The guest: what it sends to the host, and how long one request takes.
+mibs=${HLS_LINK_MIBS:-} p50=${HLS_P50_MS:-} src="HLS_LINK_MIBS and HLS_P50_MS"
+slowest() { # slowest JQ-EXPR ORDER: the worst of datapath.sh's vhost=on figures
+	for v in qemu-vhost-on hlsvmm-vhost-on; do
+		[ -f "$BENCH_OUT/$v.json" ] && jq -r "$1 // empty" "$BENCH_OUT/$v.json"
+	done | sort -g $2 | head -n 1
+}
+if [ -z "$mibs" ] || [ -z "$p50" ]; then
+	mibs=$(slowest .guest_to_host.mib_per_s) p50=$(slowest '.http_latency.p50_ms | select(. > 0)' -r)
+	src="datapath.sh's figures (the slower vhost=on run)"
 fi
-if [ -z "$mibs" ]; then
+if [ -z "$mibs" ] || [ -z "$p50" ]; then
 	tb_phase "link"
 	bench_boot qemu-vhost-on || tb_fail "QEMU guest for the link measurement"
-	hlsvmm bench datapath --url "http://$TB_GUEST_IP:$TB_ORIGIN_PORT" --bytes 16MiB --latency-samples -1 --echo none \
+	hlsvmm bench datapath --url "http://$TB_GUEST_IP:$TB_ORIGIN_PORT" --bytes 16MiB --latency-samples 30 --echo none \
 		--json --progress none >"$BENCH_OUT/hls-link.json" || tb_fail "link measurement"
 	bench_stop
-	mibs=$(jq -r '.guest_to_host.mib_per_s' "$BENCH_OUT/hls-link.json")
-	src="16 MiB guest→host under QEMU vhost=on"
+	mibs=$(jq -r '.guest_to_host.mib_per_s' "$BENCH_OUT/hls-link.json") p50=$(jq -r '.http_latency.p50_ms' "$BENCH_OUT/hls-link.json")
+	src="16 MiB guest→host and 30 requests under QEMU vhost=on"
 fi
-mibs=$(awk -v m="$mibs" 'BEGIN{printf "%.1f", m}')
-pick_bitrate "$mibs" "$clients"; bitrate=$BITRATE
-if [ -n "$BITRATE_NOTE" ]; then echo "hls: test bed $BITRATE_NOTE (link from $src)"
-else echo "hls: link ≈ $mibs MiB/s ($src): $clients × 2 Mbit/s fits, bitrate 2 Mbit/s"; fi
+mibs=$(awk -v m="$mibs" 'BEGIN{printf "%.1f", m}') p50=$(awk -v m="$p50" 'BEGIN{printf "%d", m + 0.5}')
+size_stream "$mibs" "$p50" "$clients"; bitrate=$BITRATE segment=$SEGMENT
+if [ -n "$STREAM_NOTE" ]; then echo "hls: test bed: $STREAM_NOTE (from $src)"
+else echo "hls: link ≈ $mibs MiB/s, requests ≈ $p50 ms ($src): $clients × 2 Mbit/s with 2 s segments fits"; fi
+d=${duration%s}
+[[ $d =~ ^[0-9]+$ ]] && [ "$d" -lt $((3 * segment)) ] && duration=$((3 * segment))s && echo "hls: load duration $duration (three segments)"
 
 files=() problems=()
 for v in $variants; do
@@ -49,10 +55,10 @@ for v in $variants; do
 	if [[ $v == qemu-* ]]; then
 		hlsvmm network setup --tap "$BENCH_TAP" >"$BENCH_OUT/hls-$v-network.txt" 2>&1 || { cat "$BENCH_OUT/hls-$v-network.txt" >&2; problems+=("$label: network setup"); continue; }
 	fi
-	BENCH_APPEND="hls.bitrate=$bitrate" bench_boot "$v" || { problems+=("$label: the guest did not boot and serve"); continue; }
+	BENCH_APPEND="hls.bitrate=$bitrate hls.segment_duration=${segment}s" bench_boot "$v" || { problems+=("$label: the guest did not boot and serve"); continue; }
 	tb_phase "$v hls"
 	rc=0
-	hlsvmm bench hls --url http://127.0.0.1:17080 --clients "$clients" --duration "$duration" --json --progress lines \
+	hlsvmm bench hls --url http://127.0.0.1:17080 --clients "$clients" --duration "$duration" --ramp "${segment}s" --json --progress lines \
 		>"$BENCH_OUT/hls-$v.json" || rc=$?
 	[ $rc -le 1 ] && [ -s "$BENCH_OUT/hls-$v.json" ] && files+=("$label=$BENCH_OUT/hls-$v.json")
 	[ $rc = 0 ] || problems+=("$label: bench hls exit $rc: $(jq -r '.failures|join("; ")' "$BENCH_OUT/hls-$v.json" 2>/dev/null)")
@@ -65,7 +71,7 @@ tb_phase_end
 if [ ${#files[@]} -gt 0 ]; then
 	{
 		echo
-		echo "HLS load: $clients clients, $duration, stream $((bitrate / 1000)) kbit/s, through 127.0.0.1:17080"
+		echo "HLS load: $clients clients, $duration, stream $((bitrate / 1000)) kbit/s in ${segment} s segments, through 127.0.0.1:17080"
 		echo
 		row() { # row NAME JQ-EXPR [lower|higher]
 			local name=$1 expr=$2 better=${3:-} vals=() f first last ratio
@@ -89,7 +95,7 @@ if [ ${#files[@]} -gt 0 ]; then
 		row "timeouts" '.errors.timeouts' lower
 		row "clients behind real time" '.behind.clients' lower
 		echo
-		echo "(test bed: nested TCG; compare ratios, not absolute figures; segment duration 2 s)"
+		echo "(test bed: nested TCG; compare ratios, not absolute figures; segment duration ${segment} s)"
 	} | tee "$BENCH_OUT/hls-comparison.md"
 fi
 if [ ${#problems[@]} -gt 0 ]; then

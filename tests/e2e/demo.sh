@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # tests/e2e/demo.sh — the demo (make demo): one `hlsvmm run` brings up the host network and the
-# test origin guest; /health through 127.0.0.1:17080; the link is measured and the stream bitrate
-# chosen so that DEMO_CLIENTS (300) players fit (the test bed's emulated link is slow; on a KVM
-# host it stays 2 Mbit/s); a DEMO_DURATION (30s) live HLS load; poweroff; the network is gone.
+# test origin guest; /health through 127.0.0.1:17080; the link and the request latency are measured
+# and the stream sized so that DEMO_CLIENTS (300) players fit (tests/e2e/sizing.sh: the test bed's
+# emulated guest is slow; on a KVM host the stream stays 2 Mbit/s with 2 s segments); a
+# DEMO_DURATION (30s, at least 3 segments) live HLS load; poweroff; the network is gone.
 # Exit 0 only if all of it worked. Needs a usable /dev/kvm, root, hlsvmm on PATH, HLSVMM_KERNEL and
 # HLSVMM_INITRD: tests/e2e/demo provides them, directly or inside the test bed.
 set -uo pipefail
 : "${HLSVMM_KERNEL:?set HLSVMM_KERNEL to a bzImage}" "${HLSVMM_INITRD:?set HLSVMM_INITRD to the test guest initrd}"
-. "$(dirname "${BASH_SOURCE[0]}")/bitrate.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/sizing.sh"
 CLIENTS=${DEMO_CLIENTS:-300} DURATION=${DEMO_DURATION:-30s}
 VCPUS=${DEMO_VCPUS:-2} MEM=${DEMO_MEM:-1024}
 dir=$(mktemp -d /tmp/hlsvmm-demo.XXXXXX)
@@ -30,29 +31,22 @@ say "curl http://127.0.0.1:17080/health"
 h=$(curl -sS --max-time 10 http://127.0.0.1:17080/health) && [ "$h" = OK ] || die "/health said '$h'"
 echo "$h"
 
-say "measure the link: hlsvmm bench datapath (16 MiB guest→host)"
-hlsvmm bench datapath --url http://10.177.0.10:17080 --bytes 16MiB --latency-samples -1 --echo none --json --progress none \
+say "measure the guest: hlsvmm bench datapath (16 MiB guest→host, 30 requests one at a time)"
+hlsvmm bench datapath --url http://10.177.0.10:17080 --bytes 16MiB --latency-samples 30 --echo none --json --progress none \
 	>"$dir/link.json" 2>"$dir/link.err" || { cat "$dir/link.err"; die "link measurement"; }
 mibs=$(jq -r '.guest_to_host.mib_per_s*10|round/10' "$dir/link.json")
-pick_bitrate "$mibs" "$CLIENTS"; bitrate=$BITRATE
-if [ -n "$BITRATE_NOTE" ]; then
-	echo "$BITRATE_NOTE"
-	# The origin reads hls.bitrate= from the kernel command line at boot; restart it with the
-	# chosen bitrate from the console shell rather than boot again.
-	exec 3<>/dev/tcp/127.0.0.1/17022 || die "console"
-	printf 'killall hls-origin; sleep 1; /bin/hls-origin -bitrate %s >/dev/console 2>&1 &\n' "$bitrate" >&3
-	sleep 1; exec 3>&-
-	ok=
-	for _ in $(seq 60); do
-		curl -s --max-time 2 http://127.0.0.1:17100/metrics | grep -q "^hls_origin_bitrate_bits_per_second $bitrate\$" && { ok=1; break; }
-		sleep 0.5
-	done
-	[ -n "$ok" ] || die "the origin did not come back with bitrate $bitrate"
-	echo "origin restarted: hls_origin_bitrate_bits_per_second $bitrate (127.0.0.1:17100/metrics)"
-else echo "link ≈ $mibs MiB/s guest→host: $CLIENTS × 2 Mbit/s fits, bitrate stays 2 Mbit/s"; fi
+p50=$(jq -r '.http_latency.p50_ms|round' "$dir/link.json")
+size_stream "$mibs" "$p50" "$CLIENTS"
+if [ -n "$STREAM_NOTE" ]; then
+	echo "$STREAM_NOTE"
+	origin_restart 17022 "$BITRATE" "$SEGMENT" || die "origin restart"
+	echo "origin restarted: $((BITRATE / 1000)) kbit/s, ${SEGMENT} s segments (127.0.0.1:17100/metrics)"
+	# At least three segments per player, so that each follows the live edge.
+	d=${DURATION%s}; [[ $d =~ ^[0-9]+$ ]] && [ "$d" -lt $((3 * SEGMENT)) ] && DURATION=$((3 * SEGMENT))s && echo "load duration $DURATION (three segments)"
+else echo "link ≈ $mibs MiB/s, requests ≈ $p50 ms: $CLIENTS × 2 Mbit/s with 2 s segments fits"; fi
 
 say "hlsvmm bench hls --clients $CLIENTS --duration $DURATION (through 127.0.0.1:17080)"
-hlsvmm bench hls --url http://127.0.0.1:17080 --clients "$CLIENTS" --duration "$DURATION" --progress lines
+hlsvmm bench hls --url http://127.0.0.1:17080 --clients "$CLIENTS" --duration "$DURATION" --ramp "${SEGMENT}s" --progress lines
 load_st=$?
 # The load's summary is the demo's result, not a gate: a nested test bed cannot carry 300 clients
 # whatever the VMM (QEMU vhost=on times out the same way there); on a KVM host it passes.

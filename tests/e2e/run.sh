@@ -3,8 +3,9 @@
 #   tests/testbed/run tests/e2e/run.sh        (part of make testbed-test)
 # 1. `hlsvmm run` with the default --net bridge on a host without hlsbr0: status lines, guest ready,
 #    /health via 127.0.0.1:17080 (the port forward) and via 10.177.0.10; `network check --vm` all ✓
-#    (vhost-net too); E2E_CLIENTS (300) HLS clients for E2E_DURATION through 127.0.0.1:17080 with
-#    zero errors (bitrate E2E_BITRATE, one the emulated link carries).
+#    (vhost-net too); E2E_CLIENTS (300) HLS clients for E2E_DURATION (at least 3 segments) through
+#    127.0.0.1:17080 with zero errors, the stream sized from a measurement of the guest
+#    (tests/e2e/sizing.sh: under emulation it serves far less than 300 real players need).
 # 2. A second `hlsvmm run` on the same bridge (TAP hlstap1, 10.177.0.11, its own MAC and console)
 #    joins: both serve. SIGTERM to the first (which set the network up): the network stays for the
 #    second; SIGTERM to the second: links, nft ruleset, ip_forward and route_localnet are as before.
@@ -13,12 +14,13 @@
 # Prints PASS/FAIL per check.
 set -uo pipefail
 . "$HLSVMM_REPO/tests/testbed/lib.sh"
+. "$HLSVMM_REPO/tests/e2e/sizing.sh"
 
 OUT=${HLSVMM_OUT:-/tmp}/e2e
 CLIENTS=${E2E_CLIENTS:-300}
-DURATION=${E2E_DURATION:-20s}
-BITRATE=${E2E_BITRATE:-100000} # 300 x 0.1 Mbit/s = 3.75 MB/s: well inside the ~10 MiB/s emulated link
-CMDLINE="console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.dumbkbd nomodeset quiet hls.bitrate=$BITRATE"
+DURATION=${E2E_DURATION:-30s}
+# A low boot bitrate keeps the origin's segment making light; the load restarts it sized.
+CMDLINE="console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.dumbkbd nomodeset quiet hls.bitrate=100000"
 mkdir -p "$OUT"
 failed=0
 pass() { echo "PASS: $*"; }
@@ -98,13 +100,28 @@ grep -v '✓' "$OUT/check.txt" | indent
 curl -sS --max-time 10 http://127.0.0.1:17190/metrics | grep -q 'datapath="vhost-net"' &&
 	pass "vm1: --metrics names the vhost-net datapath" || fail "vm1: /metrics lacks datapath=\"vhost-net\""
 
+# hls_load: measure the guest, size the stream to it, restart the origin with it, run the load.
+hls_load() {
+	local d
+	if ! hlsvmm bench datapath --url http://10.177.0.10:17080 --bytes 16MiB --latency-samples 30 --echo none --json \
+		--progress none >"$OUT/link.json" 2>"$OUT/link.err"; then
+		fail "measure the guest for the load"; tail -n 5 "$OUT/link.err" | indent; return
+	fi
+	size_stream "$(jq -r '.guest_to_host.mib_per_s*10|round/10' "$OUT/link.json")" "$(jq -r '.http_latency.p50_ms|round' "$OUT/link.json")" "$CLIENTS"
+	echo "  ${STREAM_NOTE:-stream 2 Mbit/s, 2 s segments}"
+	origin_restart 17022 "$BITRATE" "$SEGMENT" || { fail "restart the origin sized for the load"; return; }
+	d=${DURATION%s}
+	[[ $d =~ ^[0-9]+$ ]] && [ "$d" -lt $((3 * SEGMENT)) ] && DURATION=$((3 * SEGMENT))s # three segments each
+	if hlsvmm bench hls --url http://127.0.0.1:17080 --clients "$CLIENTS" --duration "$DURATION" --ramp "${SEGMENT}s" --json \
+		--progress none >"$OUT/hls.json" 2>"$OUT/hls.err"; then
+		pass "$CLIENTS HLS clients for $DURATION through 127.0.0.1:17080, zero errors: $(jq -r '"\(.segments.fetched) segments verified, \(.throughput.measured_mib_s*100|round/100) MiB/s, p99 \(.segment_latency.p99_ms|round) ms"' "$OUT/hls.json" 2>/dev/null)"
+	else fail "$CLIENTS HLS clients"; head -c 1500 "$OUT/hls.json" | indent; tail -n 5 "$OUT/hls.err" | indent; fi
+}
+
 tb_phase "first run: $CLIENTS clients"
 if [ "$CLIENTS" -eq 0 ]; then
 	echo "NOTE: E2E_CLIENTS=0: no HLS load in this run (make bench and make demo run 300 clients and report them)"
-elif hlsvmm bench hls --url http://127.0.0.1:17080 --clients "$CLIENTS" --duration "$DURATION" --ramp "${E2E_RAMP:-10s}" --json --progress none \
-	>"$OUT/hls.json" 2>"$OUT/hls.err"; then
-	pass "$CLIENTS HLS clients for $DURATION through 127.0.0.1:17080, zero errors: $(jq -r '"\(.segments.fetched) segments verified, \(.throughput.measured_mib_s*100|round/100) MiB/s, p99 \(.segment_latency.p99_ms|round) ms"' "$OUT/hls.json" 2>/dev/null)"
-else fail "$CLIENTS HLS clients"; head -c 1500 "$OUT/hls.json" | indent; tail -n 5 "$OUT/hls.err" | indent; fi
+else hls_load; fi
 
 tb_phase "second run: boot"
 start vm2 --serial tcp:127.0.0.1:17023 --tap hlstap1 --vm-ip 10.177.0.11 --vhost on

@@ -228,6 +228,7 @@ func TestMetricsOverHTTP(t *testing.T) {
 		"hls_origin_connections_total 1\n",
 		"hls_origin_media_sequence 0\n",
 		"hls_origin_segment_bytes 500000\n",
+		"hls_origin_segment_duration_seconds 2\n",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %q:\n%s", want, text)

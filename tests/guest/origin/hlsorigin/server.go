@@ -75,6 +75,9 @@ func WriteMetrics(w io.Writer, m *Metrics, s *Stream, t time.Time) {
 	b.WriteString("# HELP hls_origin_bitrate_bits_per_second Simulated stream bitrate.\n")
 	b.WriteString("# TYPE hls_origin_bitrate_bits_per_second gauge\n")
 	fmt.Fprintf(&b, "hls_origin_bitrate_bits_per_second %d\n", s.BitsPerSecond)
+	b.WriteString("# HELP hls_origin_segment_duration_seconds Duration of every segment.\n")
+	b.WriteString("# TYPE hls_origin_segment_duration_seconds gauge\n")
+	fmt.Fprintf(&b, "hls_origin_segment_duration_seconds %g\n", s.SegmentDuration.Seconds())
 	io.WriteString(w, b.String())
 }
 
