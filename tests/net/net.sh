@@ -6,26 +6,29 @@
 #   - hlsvmm says which datapath runs (and with vhost a vhost-PID kernel worker exists);
 #   - ping and GET /health answer; /metrics on --metrics shows the datapath;
 #   - NET_BYTES (256 MiB) each way arrive byte-exact (hlsvmm bench datapath: SHA-256 at both ends);
-#   - 50 parallel HLS clients fetch verified segments for NET_HLS_DURATION with zero errors;
+#   - 50 parallel HLS clients fetch verified segments for NET_HLS_DURATION with zero errors, at a
+#     bitrate sized from the transfer just measured (the origin is restarted with it);
 #   - after the guest unloads and reloads virtio_net, traffic works again;
 #   - a second hlsvmm on the same TAP fails cleanly and leaves the TAP; `poweroff` ends hlsvmm with 0.
 # Then: hlsvmm's own CPU time (utime+stime of its threads but the vCPU threads) during the
 # vhost transfer is at most NET_CPU_MAX_PCT (5) % of the same transfer with --vhost off; both printed.
 # And a TAP hlsvmm creates itself disappears when hlsvmm exits. Prints PASS/FAIL per check.
-# Settings: NET_BYTES (256MiB), NET_TRANSFER_TIMEOUT (300s per direction), NET_HLS_DURATION (20s),
-# NET_BITRATE (800000), NET_CPU_MAX_PCT (5). On an idle 2-core machine the link moves ~10 MiB/s;
-# test beds running side by side on the same cores slow it several times.
+# Settings: NET_BYTES (256MiB), NET_TRANSFER_TIMEOUT (300s per direction), NET_HLS_DURATION (30s),
+# NET_HLS_LINK_SHARE (50), NET_CPU_MAX_PCT (5). The emulated link moves 2-10 MiB/s depending on what
+# else runs on the cores, and one request takes ~17 ms in the nested guest: the HLS check sizes the
+# stream from the transfer and request latency just measured (tests/e2e/sizing.sh).
 set -uo pipefail
 . "$HLSVMM_REPO/tests/testbed/lib.sh"
+. "$HLSVMM_REPO/tests/e2e/sizing.sh"
 
 OUT=${HLSVMM_OUT:-/tmp}/net
 BYTES=${NET_BYTES:-256MiB}
-HLS_DURATION=${NET_HLS_DURATION:-20s}
-BITRATE=${NET_BITRATE:-800000} # 50 clients x 0.8 Mbit/s = 5 MB/s: inside the ~10 MiB/s emulated link
+HLS_DURATION=${NET_HLS_DURATION:-30s}
 CPU_MAX_PCT=${NET_CPU_MAX_PCT:-5}
 TAP=hlstap0 MAC=02:00:00:01:77:01 PORT=17022 METRICS=127.0.0.1:17190
 URL=http://$TB_GUEST_IP:17080
-CMDLINE="console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.dumbkbd nomodeset quiet ip=$TB_GUEST_IP::$TB_GATEWAY:255.255.255.0::eth0:off hls.bitrate=$BITRATE"
+# A low boot bitrate keeps the origin's segment making out of the transfers; the HLS check restarts it.
+CMDLINE="console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.dumbkbd nomodeset quiet ip=$TB_GUEST_IP::$TB_GATEWAY:255.255.255.0::eth0:off hls.bitrate=200000"
 mkdir -p "$OUT"
 failed=0
 pass() { echo "PASS: $*"; }
@@ -128,6 +131,8 @@ run_mode() {
 	local st=$?
 	read -r -a c1 < <(own_cpu "$pid")
 	j=$OUT/$mode-datapath.json
+	hlsvmm bench datapath --url "$URL" --bytes 1KiB --latency-samples 30 --echo none --json --progress none \
+		>"$OUT/$mode-latency.json" 2>&1
 	if [ $st -eq 0 ] && [ "$(jq -r '.guest_to_host.verified and .host_to_guest.verified' "$j")" = true ]; then
 		pass "vhost=$mode: $BYTES each way byte-exact: guest→host $(jq -r '.guest_to_host.mib_per_s|.*100|round/100' "$j") MiB/s, host→guest $(jq -r '.host_to_guest.mib_per_s|.*100|round/100' "$j") MiB/s"
 	else
@@ -139,8 +144,13 @@ run_mode() {
 	echo "  hlsvmm CPU during the vhost=$mode transfers: own $(awk -v t="${OWN[$mode]}" 'BEGIN{printf "%.2f", t/100}') s, all threads incl. vCPUs $(awk -v t="${RAW[$mode]}" 'BEGIN{printf "%.2f", t/100}') s"
 
 	tb_phase "vhost=$mode hls"
-	if hlsvmm bench hls --url "$URL" --clients 50 --duration "$HLS_DURATION" --ramp 2s --json --progress none \
-		>"$OUT/$mode-hls.json" 2>"$OUT/$mode-hls.err"; then
+	# The stream is sized from this mode's transfer and request latency (tests/e2e/sizing.sh).
+	HLS_LINK_SHARE=${NET_HLS_LINK_SHARE:-50} size_stream "$(jq -r '.guest_to_host.mib_per_s // 1' "$j" 2>/dev/null)" \
+		"$(jq -r '.http_latency.p50_ms // 0 | round' "$OUT/$mode-latency.json" 2>/dev/null)" 50
+	echo "  50 clients: ${STREAM_NOTE:-stream 2 Mbit/s, 2 s segments}"
+	if origin_restart "$PORT" "$BITRATE" "$SEGMENT" "http://$TB_GUEST_IP:9100/metrics" &&
+		hlsvmm bench hls --url "$URL" --clients 50 --duration "$HLS_DURATION" --ramp "${SEGMENT}s" --json --progress none \
+			>"$OUT/$mode-hls.json" 2>"$OUT/$mode-hls.err"; then
 		pass "vhost=$mode: 50 HLS clients, zero errors: $(jq -r '"\(.segments.fetched) segments verified, \(.throughput.measured_mib_s*100|round/100) MiB/s, p99 \(.segment_latency.p99_ms|round) ms, errors \(.errors|tostring)"' "$OUT/$mode-hls.json" 2>/dev/null)"
 	else
 		fail "vhost=$mode: 50 HLS clients"
@@ -184,7 +194,7 @@ else fail "CPU ratio: missing figures (on='${OWN[on]:-}' off='${OWN[off]:-}')"; 
 # A TAP hlsvmm creates lives as long as hlsvmm.
 tb_phase "created TAP"
 hlsvmm run --kernel "$HLSVMM_KERNEL" --initrd "$HLSVMM_INITRD" --mem 256 --vcpus 1 --serial none \
-	--tap hlsnew0 --vhost on >"$OUT/created.log" 2>&1 &
+	--net tap --tap hlsnew0 --vhost on >"$OUT/created.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do grep -q "net0:" "$OUT/created.log" && break; sleep 0.1; done
 if grep -q "on new TAP hlsnew0" "$OUT/created.log" && ip link show hlsnew0 >/dev/null 2>&1; then
