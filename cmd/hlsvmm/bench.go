@@ -16,13 +16,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// benchCommand groups the measurements: `bench hls` now, `bench datapath` later; each
-// subcommand takes benchOutputFlags and ends with writeBenchResult.
+// benchCommand groups the measurements: `bench hls`, `bench datapath`, `bench combine`; each
+// subcommand takes benchOutputFlags and ends with writeBenchResult. `bench --matrix` itself
+// (bench_matrix.go) runs the datapath benchmark over combinations of `hlsvmm run` flags.
 func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:        "bench",
-		Usage:       "measure the VM and its network (hls: a live HLS load of many players; datapath: throughput, latency, VMM CPU)",
+		Usage:       "measure the VM and its network (hls: a live HLS load of many players; datapath: throughput, latency, VMM CPU; --matrix: datapath over combinations of run flags)",
+		UsageText:   benchMatrixUsage,
+		Description: benchMatrixDescription,
 		Subcommands: []*cli.Command{benchHLSCommand(), benchDatapathCommand(), benchCombineCommand()},
+		Flags:       benchMatrixFlags(),
+		Action:      benchAction,
 	}
 }
 

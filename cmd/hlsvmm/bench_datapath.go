@@ -17,38 +17,40 @@ func benchDatapathCommand() *cli.Command {
 			"Combine the --json outputs of several runs (hlsvmm and QEMU, vhost on and off) with `hlsvmm bench combine`.\n" +
 			"Exit status: 0 pass, 1 a transfer failed or did not verify, 2 nothing could be measured\n" +
 			"(bad flags, origin unreachable, no such VMM process).",
-		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "url", Value: datapath.DefaultURL, Usage: "the guest's origin"},
-			&cli.StringFlag{Name: "bytes", Value: "256MiB", Usage: "bytes per direction, split over the streams (units K, M, G binary; the test bed's link moves ~10 MiB/s)"},
-			&cli.IntFlag{Name: "streams", Value: datapath.DefaultStreams, Usage: "parallel TCP connections per direction"},
-			&cli.IntFlag{Name: "latency-samples", Value: datapath.DefaultLatencySamples, Usage: "request/response samples (HTTP and TCP echo each); negative: no latency phase"},
-			&cli.StringFlag{Name: "echo", Value: "auto", Usage: "TCP echo HOST:PORT for the lower-level latency; auto: the URL's host, port " + datapath.DefaultEchoPort + "; none: skip"},
+		Flags: append(append(datapathFlags("256MiB"),
 			&cli.IntFlag{Name: "vmm-pid", Usage: "the VMM process: its utime+stime (and its vhost-PID kernel workers') per GiB moved"},
 			&cli.StringFlag{Name: "label", Usage: "names this run in combined tables, e.g. \"hlsvmm vhost=on\" (default: the URL's host)"},
-			&cli.DurationFlag{Name: "timeout", Value: datapath.DefaultTimeout, Usage: "per phase"},
-		}, benchOutputFlags()...),
+		), benchOutputFlags()...),
 		Action: benchDatapath,
 	}
 }
 
-func benchDatapath(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return exitWith(2, fmt.Errorf("bench datapath: unexpected argument %q", c.Args().First()))
+// datapathFlags are what `bench datapath` and `bench --matrix` measure; bytes is --bytes' default.
+func datapathFlags(bytes string) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "url", Value: datapath.DefaultURL, Usage: "the guest's origin"},
+		&cli.StringFlag{Name: "bytes", Value: bytes, Usage: "bytes per direction, split over the streams (units K, M, G binary; the test bed's link moves ~10 MiB/s)"},
+		&cli.IntFlag{Name: "streams", Value: datapath.DefaultStreams, Usage: "parallel TCP connections per direction"},
+		&cli.IntFlag{Name: "latency-samples", Value: datapath.DefaultLatencySamples, Usage: "request/response samples (HTTP and TCP echo each); negative: no latency phase"},
+		&cli.StringFlag{Name: "echo", Value: "auto", Usage: "TCP echo HOST:PORT for the lower-level latency; auto: the URL's host, port " + datapath.DefaultEchoPort + "; none: skip"},
+		&cli.DurationFlag{Name: "timeout", Value: datapath.DefaultTimeout, Usage: "per phase"},
 	}
+}
+
+// datapathConfig checks the datapathFlags and returns their configuration (no label, no VMM).
+func datapathConfig(c *cli.Context) (datapath.Config, error) {
 	n, err := datapath.ParseSize(c.String("bytes"))
 	if err != nil {
-		return exitWith(2, fmt.Errorf("--bytes: %w", err))
+		return datapath.Config{}, exitWith(2, fmt.Errorf("--bytes: %w", err))
 	}
 	// Explicit zeros would mean "default" to the package: refuse them here, naming the flag.
 	switch {
 	case n < 1:
-		return exitWith(2, fmt.Errorf("--bytes %q: want at least 1 byte", c.String("bytes")))
+		return datapath.Config{}, exitWith(2, fmt.Errorf("--bytes %q: want at least 1 byte", c.String("bytes")))
 	case c.Int("streams") < 1:
-		return exitWith(2, fmt.Errorf("--streams %d: want at least 1", c.Int("streams")))
+		return datapath.Config{}, exitWith(2, fmt.Errorf("--streams %d: want at least 1", c.Int("streams")))
 	case c.Duration("timeout") <= 0:
-		return exitWith(2, fmt.Errorf("--timeout %v: want a positive duration", c.Duration("timeout")))
-	case c.IsSet("vmm-pid") && c.Int("vmm-pid") < 1:
-		return exitWith(2, fmt.Errorf("--vmm-pid %d: want a process id", c.Int("vmm-pid")))
+		return datapath.Config{}, exitWith(2, fmt.Errorf("--timeout %v: want a positive duration", c.Duration("timeout")))
 	}
 	samples := c.Int("latency-samples")
 	if samples == 0 {
@@ -61,22 +63,35 @@ func benchDatapath(c *cli.Context) error {
 	case "auto":
 		if samples > 0 {
 			if echo, err = datapath.EchoAddr(c.String("url")); err != nil {
-				return exitWith(2, fmt.Errorf("--echo auto: %w", err))
+				return datapath.Config{}, exitWith(2, fmt.Errorf("--echo auto: %w", err))
 			}
 		} else {
 			echo = ""
 		}
 	}
-	r, err := datapath.New(datapath.Config{
+	return datapath.Config{
 		URL:            c.String("url"),
-		Label:          c.String("label"),
 		Bytes:          n,
 		Streams:        c.Int("streams"),
 		LatencySamples: samples,
 		Echo:           echo,
-		VMMPID:         c.Int("vmm-pid"),
 		Timeout:        c.Duration("timeout"),
-	})
+	}, nil
+}
+
+func benchDatapath(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return exitWith(2, fmt.Errorf("bench datapath: unexpected argument %q", c.Args().First()))
+	}
+	cfg, err := datapathConfig(c)
+	if err != nil {
+		return err
+	}
+	if c.IsSet("vmm-pid") && c.Int("vmm-pid") < 1 {
+		return exitWith(2, fmt.Errorf("--vmm-pid %d: want a process id", c.Int("vmm-pid")))
+	}
+	cfg.Label, cfg.VMMPID = c.String("label"), c.Int("vmm-pid")
+	r, err := datapath.New(cfg)
 	if err != nil {
 		return exitWith(2, fmt.Errorf("bench datapath: %w", err))
 	}
