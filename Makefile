@@ -76,7 +76,12 @@ bench-hls: ## only the HLS load comparison of make bench (HLS_LINK_MIBS=N skips 
 	HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} HLS_CLIENTS HLS_DURATION HLS_VARIANTS HLS_LINK_MIBS HLS_P50_MS HLS_LINK_SHARE" \
 		tests/testbed/run tests/bench/hls.sh
 
-.PHONY: bench
+bench-matrix: ## in the test bed: hlsvmm bench --matrix, the datapath figures per combination of run flags (MATRIX_SPEC="vhost=on|off queues=1|2" MATRIX_BYTES=16MiB MATRIX_VCPUS=2 ...)
+	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-2400} \
+	HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} MATRIX_SPEC MATRIX_BYTES MATRIX_STREAMS MATRIX_SAMPLES MATRIX_VCPUS MATRIX_MEM MATRIX_APPEND MATRIX_READY_TIMEOUT MATRIX_TIMEOUT" \
+		tests/testbed/run tests/bench/matrix.sh
+
+.PHONY: bench bench-matrix
 
 bench-storage: ## storage figures in the test bed: store disk and 9p share, seq MiB/s and 4 KiB IOPS, hlsvmm vs QEMU (BENCH_READS BENCH_SAMPLES BENCH_MSIZE)
 	tests/storage/assets .cache/testbed/storage
