@@ -36,7 +36,9 @@ type ExecLauncher struct {
 
 // Launch starts the row's process in its own process group (a Ctrl-C on the terminal reaches
 // the matrix, which stops the VMM itself, not the VMM directly), with SIGTERM as its
-// parent-death signal so that a matrix that dies does not leave a VM running.
+// parent-death signal so that a matrix that dies does not leave a VM running (Linux sends it
+// when the thread that started the child ends: Go ends threads only for goroutines that exit
+// locked to one, which this package does not do).
 func (l *ExecLauncher) Launch(row Row) (VM, error) {
 	args := append(append([]string(nil), l.Args...), row.Args()...)
 	tail := &tailWriter{max: l.TailLines}
