@@ -51,4 +51,11 @@ type Tap interface {
 	// (os.File semantics). The userspace datapath uses it to stop its reader,
 	// since it does not own the TAP and cannot close it.
 	SetReadDeadline(t time.Time) error
+	// SetQueueEnabled attaches (true) or detaches (false) this queue to or
+	// from its TAP (TUNSETQUEUE): the kernel steers received frames only to
+	// attached queues, so the device detaches the queues of pairs the
+	// driver does not use. Queues start attached; setting the state a queue
+	// already has does nothing. The device calls it only when it has more
+	// than one pair, and never for pair 0.
+	SetQueueEnabled(on bool) error
 }

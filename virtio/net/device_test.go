@@ -76,9 +76,10 @@ func TestNewValidates(t *testing.T) {
 	be := &fakeBackend{features: RingFeatures}
 	for name, cfg := range map[string]Config{
 		"no pairs":       {},
-		"two pairs":      {Pairs: []Pair{{be, tap}, {be, tap}}},
+		"17 pairs":       {Pairs: make17(be, tap)},
 		"nil backend":    {Pairs: []Pair{{nil, tap}}},
 		"nil tap":        {Pairs: []Pair{{be, nil}}},
+		"nil second tap": {Pairs: []Pair{{be, tap}, {be, nil}}},
 		"multicast MAC":  {Pairs: []Pair{{be, tap}}, MAC: [6]byte{1, 2, 3, 4, 5, 6}},
 		"tiny MTU":       {Pairs: []Pair{{be, tap}}, MTU: 67},
 		"odd queue size": {Pairs: []Pair{{be, tap}}, QueueSize: 100},
@@ -88,6 +89,14 @@ func TestNewValidates(t *testing.T) {
 			t.Errorf("%s: New accepted", name)
 		}
 	}
+}
+
+func make17(be Backend, tap Tap) []Pair {
+	p := make([]Pair, MaxPairs+1)
+	for i := range p {
+		p[i] = Pair{be, tap}
+	}
+	return p
 }
 
 func TestFeatures(t *testing.T) {
@@ -179,6 +188,9 @@ func TestActivateResetWithFakeBackend(t *testing.T) {
 	if len(be.started) != 1 {
 		t.Fatalf("backend started %d times", len(be.started))
 	}
+	if d.ActivePairs() != 1 {
+		t.Fatalf("ActivePairs %d, want 1", d.ActivePairs())
+	}
 	p := be.started[0]
 	if p.Features != acked || p.RX.Desc != rx.Desc || p.TX.Desc != tx.Desc || p.Memory != a.Memory {
 		t.Fatalf("pair config = %+v", p)
@@ -203,6 +215,9 @@ func TestActivateResetWithFakeBackend(t *testing.T) {
 	}
 	if err := d.Close(); err != nil || be.stops != 2 || be.closes != 1 {
 		t.Fatalf("Close: %v, stops %d closes %d", err, be.stops, be.closes)
+	}
+	if len(tap.queueOps) != 0 {
+		t.Fatalf("a one-pair device attached or detached its TAP queue: %v", tap.queueOps)
 	}
 }
 

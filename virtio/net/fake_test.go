@@ -18,10 +18,40 @@ type fakeTap struct {
 	offloads []uint
 	deadline time.Time
 	changed  chan struct{} // closed when the deadline changes
+	detached bool          // SetQueueEnabled(false) and not attached again
+	queueOps []bool        // every SetQueueEnabled that changed the state
+	queueErr error         // returned by SetQueueEnabled when set
 }
 
 func newFakeTap() *fakeTap {
 	return &fakeTap{toGuest: make(chan []byte, 64), written: make(chan []byte, 64), changed: make(chan struct{})}
+}
+
+// SetQueueEnabled records the state; like the kernel behind hostnet, a
+// state the queue already has is no change.
+func (f *fakeTap) SetQueueEnabled(on bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.queueErr != nil {
+		return f.queueErr
+	}
+	if f.detached == on {
+		f.detached = !on
+		f.queueOps = append(f.queueOps, on)
+	}
+	return nil
+}
+
+func (f *fakeTap) attached() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.detached
+}
+
+func (f *fakeTap) failQueueOps(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.queueErr = err
 }
 
 func (f *fakeTap) Fd() int { return -1 }

@@ -21,9 +21,16 @@ const (
 	FeatureHostUFO   = 14 // VIRTIO_NET_F_HOST_UFO
 	FeatureMrgRxbuf  = 15 // VIRTIO_NET_F_MRG_RXBUF
 	FeatureStatus    = 16 // VIRTIO_NET_F_STATUS
-	FeatureCtrlVQ    = 17 // VIRTIO_NET_F_CTRL_VQ
-	FeatureMQ        = 22 // VIRTIO_NET_F_MQ
+	FeatureCtrlVQ    = 17 // VIRTIO_NET_F_CTRL_VQ: a control queue after the data queues
+	FeatureCtrlRX    = 18 // VIRTIO_NET_F_CTRL_RX: RX-mode and MAC-filter commands
+	FeatureMQ        = 22 // VIRTIO_NET_F_MQ: several queue pairs, VQ_PAIRS_SET
 )
+
+// ControlFeatures are offered by a device with more than one queue pair:
+// the control queue, served by hlsvmm itself (ctrl.go), with multiqueue and
+// the RX-mode commands Linux sends whenever it has a control queue. One
+// pair keeps two queues and no control queue, as before multiqueue.
+const ControlFeatures uint64 = 1<<FeatureCtrlVQ | 1<<FeatureCtrlRX | 1<<FeatureMQ
 
 // DeviceFeatures are offered by the device model itself whatever the
 // backend: checksum/segmentation offloads travel in the virtio-net header

@@ -18,9 +18,38 @@ type Metrics struct {
 	MalformedChains atomic.Uint64 // guest errors that broke a queue
 	TapReadErrors   atomic.Uint64
 	TapWriteErrors  atomic.Uint64
+
+	// The device model's own, counted whatever the datapath.
+	ActivePairs atomic.Uint64                 // queue pairs in use: 0 until DRIVER_OK, then 1 until VQ_PAIRS_SET
+	CtrlOK      [NumCtrlClasses]atomic.Uint64 // control commands answered VIRTIO_NET_OK, by class
+	CtrlErr     [NumCtrlClasses]atomic.Uint64 // control commands answered VIRTIO_NET_ERR, by class
 }
 
-// MetricsSnapshot is a plain copy of Metrics.
+// CtrlClass groups control commands for counting.
+type CtrlClass int
+
+const (
+	CtrlClassRX    CtrlClass = iota // VIRTIO_NET_CTRL_RX: promiscuous, all-multicast
+	CtrlClassMAC                    // VIRTIO_NET_CTRL_MAC: filter tables, address
+	CtrlClassMQ                     // VIRTIO_NET_CTRL_MQ: queue pairs
+	CtrlClassOther                  // every other class (all answered VIRTIO_NET_ERR)
+	NumCtrlClasses
+)
+
+// String is the class's metric label: rx, mac, mq or other.
+func (c CtrlClass) String() string {
+	switch c {
+	case CtrlClassRX:
+		return "rx"
+	case CtrlClassMAC:
+		return "mac"
+	case CtrlClassMQ:
+		return "mq"
+	}
+	return "other"
+}
+
+// MetricsSnapshot is a plain copy of Metrics' datapath counters.
 type MetricsSnapshot struct {
 	RxPackets, RxBytes, RxDrops, RxKicks uint64
 	TxPackets, TxBytes, TxDrops, TxKicks uint64
@@ -28,7 +57,8 @@ type MetricsSnapshot struct {
 	TapReadErrors, TapWriteErrors        uint64
 }
 
-// Snapshot reads every counter (each atomically, not all at one instant).
+// Snapshot reads every datapath counter (each atomically, not all at one
+// instant).
 func (m *Metrics) Snapshot() MetricsSnapshot {
 	return MetricsSnapshot{
 		RxPackets: m.RxPackets.Load(), RxBytes: m.RxBytes.Load(), RxDrops: m.RxDrops.Load(), RxKicks: m.RxKicks.Load(),
@@ -36,4 +66,21 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		Interrupts: m.Interrupts.Load(), MalformedChains: m.MalformedChains.Load(),
 		TapReadErrors: m.TapReadErrors.Load(), TapWriteErrors: m.TapWriteErrors.Load(),
 	}
+}
+
+// ControlSnapshot is a plain copy of the device model's own counters: valid
+// with every datapath, vhost-net included, since hlsvmm serves the control
+// queue itself.
+type ControlSnapshot struct {
+	ActivePairs     uint64
+	CtrlOK, CtrlErr [NumCtrlClasses]uint64
+}
+
+// ControlSnapshot reads the device model's counters.
+func (m *Metrics) ControlSnapshot() ControlSnapshot {
+	s := ControlSnapshot{ActivePairs: m.ActivePairs.Load()}
+	for i := range s.CtrlOK {
+		s.CtrlOK[i], s.CtrlErr[i] = m.CtrlOK[i].Load(), m.CtrlErr[i].Load()
+	}
+	return s
 }

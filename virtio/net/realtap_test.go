@@ -26,6 +26,12 @@ func (r *realTap) Fd() int                           { return int(r.f.Fd()) }
 func (r *realTap) Read(p []byte) (int, error)        { return r.f.Read(p) }
 func (r *realTap) Write(p []byte) (int, error)       { return r.f.Write(p) }
 func (r *realTap) SetReadDeadline(t time.Time) error { return r.f.SetReadDeadline(t) }
+
+// SetQueueEnabled is not called on a one-pair device's TAP.
+func (r *realTap) SetQueueEnabled(on bool) error {
+	return errors.New("realTap: a single-queue TAP cannot attach or detach its queue")
+}
+
 func (r *realTap) SetOffload(flags uint) error {
 	c, err := r.f.SyscallConn()
 	if err != nil {
