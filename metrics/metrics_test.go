@@ -29,6 +29,7 @@ import (
 type fakeVM struct {
 	vcpus   []exits.Counters
 	net     vnet.Metrics
+	net1    vnet.Metrics // a vhost-net device: only its control counters
 	blk     blk.Metrics
 	share   ninep.Metrics
 	console atomic.Pointer[console.Stats]
@@ -53,7 +54,7 @@ func (f *fakeVM) register(t *testing.T, r *Registry) {
 	for _, err := range []error{
 		r.SetVCPUExits(f.exits),
 		r.AddNet(NetDevice{Name: "net0", Datapath: DatapathUserspace, Snapshot: f.net.Snapshot}),
-		r.AddNet(NetDevice{Name: "net1", Datapath: DatapathVhostNet}),
+		r.AddNet(NetDevice{Name: "net1", Datapath: DatapathVhostNet, Control: f.net1.ControlSnapshot}),
 		r.AddBlock(BlockDevice{Name: "blk0", Snapshot: f.blk.Snapshot}),
 		r.AddShare(ShareDevice{Name: "9p0", Tag: "ro-store", Snapshot: f.share.Snapshot}),
 		r.SetConsole(func() console.Stats { return *f.console.Load() }),
@@ -178,8 +179,15 @@ func TestScrape(t *testing.T) {
 			`{reason="io",vcpu="0"} 0`, `{reason="mmio",vcpu="0"} 0`, `{reason="intr",vcpu="0"} 0`,
 			`{reason="io",vcpu="1"} 0`, `{reason="mmio",vcpu="1"} 0`, `{reason="intr",vcpu="1"} 0`,
 		},
-		"hlsvmm_net_datapath_info":    {`{datapath="userspace",device="net0"} 1`, `{datapath="vhost-net",device="net1"} 1`},
-		"hlsvmm_net_rx_packets_total": {`{datapath="userspace",device="net0"} 0`},
+		"hlsvmm_net_datapath_info":      {`{datapath="userspace",device="net0"} 1`, `{datapath="vhost-net",device="net1"} 1`},
+		"hlsvmm_net_rx_packets_total":   {`{datapath="userspace",device="net0"} 0`},
+		"hlsvmm_net_queue_pairs_active": {`{device="net1"} 0`},
+		"hlsvmm_net_control_commands_total": {
+			`{class="rx",device="net1",result="ok"} 0`, `{class="rx",device="net1",result="err"} 0`,
+			`{class="mac",device="net1",result="ok"} 0`, `{class="mac",device="net1",result="err"} 0`,
+			`{class="mq",device="net1",result="ok"} 0`, `{class="mq",device="net1",result="err"} 0`,
+			`{class="other",device="net1",result="ok"} 0`, `{class="other",device="net1",result="err"} 0`,
+		},
 		"hlsvmm_net_rx_bytes_total":   {`{datapath="userspace",device="net0"} 0`},
 		"hlsvmm_net_tx_packets_total": {`{datapath="userspace",device="net0"} 0`},
 		"hlsvmm_net_tx_bytes_total":   {`{datapath="userspace",device="net0"} 0`},
@@ -232,6 +240,11 @@ func TestScrape(t *testing.T) {
 	f.net.MalformedChains.Add(1)
 	f.net.TapReadErrors.Add(4)
 	f.net.TapWriteErrors.Add(5)
+	f.net1.ActivePairs.Store(3)
+	f.net1.CtrlOK[vnet.CtrlClassMQ].Add(2)
+	f.net1.CtrlOK[vnet.CtrlClassRX].Add(5)
+	f.net1.CtrlErr[vnet.CtrlClassMAC].Add(1)
+	f.net1.CtrlErr[vnet.CtrlClassOther].Add(4)
 	f.blk.Reads.Add(20)
 	f.blk.Writes.Add(1)
 	f.blk.Flushes.Add(2)
@@ -257,8 +270,15 @@ func TestScrape(t *testing.T) {
 			`{reason="io",vcpu="1"} 1`, `{reason="mmio",vcpu="1"} 0`, `{reason="intr",vcpu="1"} 0`,
 			`{reason="hlt",vcpu="1"} 1`, `{reason="other",vcpu="1"} 1`,
 		},
-		"hlsvmm_net_datapath_info":    {`{datapath="userspace",device="net0"} 1`, `{datapath="vhost-net",device="net1"} 1`},
-		"hlsvmm_net_rx_packets_total": {`{datapath="userspace",device="net0"} 7`},
+		"hlsvmm_net_datapath_info":      {`{datapath="userspace",device="net0"} 1`, `{datapath="vhost-net",device="net1"} 1`},
+		"hlsvmm_net_rx_packets_total":   {`{datapath="userspace",device="net0"} 7`},
+		"hlsvmm_net_queue_pairs_active": {`{device="net1"} 3`},
+		"hlsvmm_net_control_commands_total": {
+			`{class="rx",device="net1",result="ok"} 5`, `{class="rx",device="net1",result="err"} 0`,
+			`{class="mac",device="net1",result="ok"} 0`, `{class="mac",device="net1",result="err"} 1`,
+			`{class="mq",device="net1",result="ok"} 2`, `{class="mq",device="net1",result="err"} 0`,
+			`{class="other",device="net1",result="ok"} 0`, `{class="other",device="net1",result="err"} 4`,
+		},
 		"hlsvmm_net_rx_bytes_total":   {`{datapath="userspace",device="net0"} 7000`},
 		"hlsvmm_net_tx_packets_total": {`{datapath="userspace",device="net0"} 11`},
 		"hlsvmm_net_tx_bytes_total":   {`{datapath="userspace",device="net0"} 1.099511627776e+12`},

@@ -1,7 +1,7 @@
 // Package metrics exports the VM's counters in the Prometheus format: vCPU
 // exits by reason, virtio queue kicks and interrupts, the userspace
 // datapath's packets, bytes and drops, which datapath each network device
-// runs, block requests, 9p share requests, console clients, and the VMM
+// runs with its queue pairs in use and control commands, block requests, 9p share requests, console clients, and the VMM
 // process itself (Go runtime, CPU, RSS).
 //
 // Components keep their own atomic counters; a Registry is given closures
@@ -48,6 +48,10 @@ type NetDevice struct {
 	// moves packets in the kernel, kicks arrive by ioeventfd and interrupts
 	// leave by irqfd — so zeros are not exported as if they were counts.
 	Snapshot func() vnet.MetricsSnapshot
+	// Control reads the device model's own counters (virtio/net
+	// Device.Metrics().ControlSnapshot): queue pairs in use and control
+	// commands, counted by hlsvmm whatever the datapath. Nil: not exported.
+	Control func() vnet.ControlSnapshot
 }
 
 // BlockDevice is one virtio-blk device as the exporter sees it.
@@ -195,6 +199,8 @@ var (
 	descNetTxBytes     = prometheus.NewDesc("hlsvmm_net_tx_bytes_total", "Bytes of guest frames written to the TAP by the userspace datapath (virtio-net header excluded).", netLabels, nil)
 	descNetDrops       = prometheus.NewDesc("hlsvmm_net_drops_total", "Frames the userspace datapath dropped: rx = from the TAP with no guest buffer free, tx = from the guest not written (bad size, TAP error).", []string{"device", "datapath", "direction"}, nil)
 	descNetTapErrors   = prometheus.NewDesc("hlsvmm_net_tap_errors_total", "Failed TAP reads and writes of the userspace datapath.", []string{"device", "datapath", "op"}, nil)
+	descNetPairs       = prometheus.NewDesc("hlsvmm_net_queue_pairs_active", "Queue pairs the guest driver uses: 0 until it is ready, 1 until it sends VQ_PAIRS_SET (ethtool -L).", []string{"device"}, nil)
+	descNetControl     = prometheus.NewDesc("hlsvmm_net_control_commands_total", "Control-queue commands by class (rx, mac, mq, other) and answer (ok, err).", []string{"device", "class", "result"}, nil)
 	descBlockRequests  = prometheus.NewDesc("hlsvmm_block_requests_total", "Block requests completed successfully, by type (read, write, flush, get_id).", []string{"device", "op"}, nil)
 	descBlockErrors    = prometheus.NewDesc("hlsvmm_block_errors_total", "Block requests answered with an error status (ioerr: bad request or I/O error; unsupp: unsupported type).", []string{"device", "status"}, nil)
 	descBlockReadByte  = prometheus.NewDesc("hlsvmm_block_read_bytes_total", "Bytes read by the guest.", []string{"device"}, nil)
@@ -240,6 +246,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descVCPUExits, descQueueKicks, descQueueInterrupts, descMalformedChains,
 		descNetDatapath, descNetRxPackets, descNetRxBytes, descNetTxPackets, descNetTxBytes, descNetDrops, descNetTapErrors,
+		descNetPairs, descNetControl,
 		descBlockRequests, descBlockErrors, descBlockReadByte, descBlockWriteByte,
 		desc9PRequests, desc9PErrors, desc9PReadBytes, desc9PInFlight,
 		descConsoleClients, descConsoleConnections, descConsoleDropped,
@@ -280,6 +287,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, d := range nets {
 		ch <- prometheus.MustNewConstMetric(descNetDatapath, prometheus.GaugeValue, 1, d.Name, d.Datapath)
+		if d.Control != nil {
+			s := d.Control()
+			ch <- prometheus.MustNewConstMetric(descNetPairs, prometheus.GaugeValue, float64(s.ActivePairs), d.Name)
+			for c := range vnet.NumCtrlClasses {
+				counter(descNetControl, s.CtrlOK[c], d.Name, c.String(), "ok")
+				counter(descNetControl, s.CtrlErr[c], d.Name, c.String(), "err")
+			}
+		}
 		if d.Snapshot == nil {
 			continue
 		}
