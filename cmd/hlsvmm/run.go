@@ -42,7 +42,7 @@ func runCommand() *cli.Command {
 		Name:  "run",
 		Usage: "boot a Linux bzImage in a KVM microVM with a serial console",
 		UsageText: "hlsvmm run --kernel BZIMAGE [--initrd INITRD] [--cmdline ...] [--append ...] [--mem MiB] [--vcpus N] [--serial tcp:HOST:PORT|stdio|none]\n" +
-			"       [--net bridge|macvtap|tap|none] [--tap NAME] [--mac MAC] [--vhost auto|on|off] [--vm-ip IP] [--keep-network]\n" +
+			"       [--net bridge|macvtap|tap|none] [--tap NAME] [--mac MAC] [--vhost auto|on|off] [--queues N] [--vm-ip IP] [--keep-network]\n" +
 			"       [--metrics HOST:PORT] [--disk PATH[,ro]]... [--share PATH:TAG,ro]...",
 		Flags: append(append(append([]cli.Flag{
 			&cli.StringFlag{Name: "kernel", Usage: "x86-64 Linux bzImage (e.g. /boot/vmlinuz-*)", Required: true},

@@ -77,7 +77,7 @@ func parseRunNet(c *cli.Context) (*netOptions, *hostNetPlan, error) {
 	mode := c.String("net")
 	switch mode {
 	case netNone:
-		for _, f := range []string{"tap", "mac", "vhost"} {
+		for _, f := range []string{"tap", "mac", "vhost", "queues"} {
 			if c.IsSet(f) {
 				return nil, nil, fmt.Errorf("--%s: --net none has no network device", f)
 			}

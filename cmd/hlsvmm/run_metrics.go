@@ -52,7 +52,7 @@ func (r *runMetrics) register(m *vmm.Machine, con *console.Console, spec console
 		errs = append(errs, r.reg.SetConsole(con.Stats))
 	}
 	if nd != nil {
-		d := metrics.NetDevice{Name: "net0", Datapath: nd.datapath}
+		d := metrics.NetDevice{Name: "net0", Datapath: nd.datapath, Control: nd.dev.Metrics().ControlSnapshot}
 		if nd.datapath == metrics.DatapathUserspace {
 			d.Snapshot = nd.dev.Metrics().Snapshot
 		}

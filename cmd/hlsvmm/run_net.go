@@ -24,29 +24,37 @@ const (
 
 const defaultMAC = "02:00:00:01:77:01"
 
+// maxQueues is the most --queues takes, and caps its default.
+const maxQueues = vnet.MaxPairs
+
 func netFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "tap", Usage: "virtio-net on this TAP: NAME: an existing one (e.g. from hlsvmm network setup; left as it is) or a new one that lives as long as the VM"},
 		&cli.StringFlag{Name: "mac", Value: defaultMAC, Usage: "the guest's MAC address (with --tap)"},
 		&cli.StringFlag{Name: "vhost", Value: vhostAuto, Usage: "datapath (with --tap): auto (vhost-net if /dev/vhost-net opens, else userspace), on (vhost-net or fail), off (userspace)"},
+		&cli.IntFlag{Name: "queues", Usage: fmt.Sprintf("virtio-net queue pairs (with --tap), 1 to %d (default: the --vcpus count, at most %d): "+
+			"the guest spreads flows over them (ethtool -L changes how many it uses), one TAP queue and one vhost-net worker each; "+
+			"more than 1 needs a multi_queue TAP (hlsvmm network setup makes one; with the default, a TAP without multi_queue gets 1)", maxQueues, maxQueues)},
 	}
 }
 
 // netOptions are the network flags, checked before anything is opened.
 type netOptions struct {
-	tap     string
-	mac     [6]byte
-	vhost   string
-	macvtap int  // the macvtap's ifindex: open /dev/tapN instead of the TAP by name
-	managed bool // --net bridge/macvtap: hlsvmm puts the TAP where it belongs
+	tap       string
+	mac       [6]byte
+	vhost     string
+	queues    int  // queue pairs
+	queuesSet bool // --queues given: a TAP that cannot have them is an error
+	macvtap   int  // the macvtap's ifindex: open /dev/tapN instead of the TAP by name
+	managed   bool // --net bridge/macvtap: hlsvmm puts the TAP where it belongs
 }
 
-// parseNetFlags checks --tap, --mac and --vhost; nil options mean no
-// network device.
+// parseNetFlags checks --tap, --mac, --vhost and --queues; nil options
+// mean no network device.
 func parseNetFlags(c *cli.Context) (*netOptions, error) {
 	name := c.String("tap")
 	if name == "" {
-		for _, f := range []string{"mac", "vhost"} {
+		for _, f := range []string{"mac", "vhost", "queues"} {
 			if c.IsSet(f) {
 				return nil, fmt.Errorf("--%s needs --tap NAME", f)
 			}
@@ -56,7 +64,8 @@ func parseNetFlags(c *cli.Context) (*netOptions, error) {
 	return netOptionsFor(c, name)
 }
 
-// netOptionsFor checks --mac and --vhost for a device on the TAP name.
+// netOptionsFor checks --mac, --vhost and --queues for a device on the TAP
+// name. --vcpus must be checked already.
 func netOptionsFor(c *cli.Context, name string) (*netOptions, error) {
 	mode := c.String("vhost")
 	switch mode {
@@ -68,7 +77,13 @@ func netOptionsFor(c *cli.Context, name string) (*netOptions, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--mac: %w", err)
 	}
-	return &netOptions{tap: name, mac: mac, vhost: mode}, nil
+	o := &netOptions{tap: name, mac: mac, vhost: mode, queues: min(c.Int("vcpus"), maxQueues), queuesSet: c.IsSet("queues")}
+	if o.queuesSet {
+		if o.queues = c.Int("queues"); o.queues < 1 || o.queues > maxQueues {
+			return nil, fmt.Errorf("--queues %d: want 1 to %d", o.queues, maxQueues)
+		}
+	}
+	return o, nil
 }
 
 // netDevice is the guest's virtio-net device with the TAP and datapath
@@ -76,59 +91,105 @@ func netOptionsFor(c *cli.Context, name string) (*netOptions, error) {
 type netDevice struct {
 	dev      *vnet.Device
 	tap      *hostnet.Tap
-	datapath string // the backend's Name()
+	datapath string // the backends' Name()
 	created  bool   // hlsvmm created the TAP: the kernel deletes it when it is closed
 }
 
-// openNet opens (or creates) the TAP and the datapath --vhost asks for and
-// builds the device. On failure it closes what it opened: a TAP it created
-// disappears with its last fd, a pre-existing TAP is left as it was.
+// openNet opens (or creates) the TAP with one queue per pair and the
+// datapath --vhost asks for, one backend per pair, and builds the device
+// (which detaches the TAP queues of pairs 1 and up until the guest asks for
+// them). On failure it closes what it opened: a TAP it created disappears
+// with its last fd, a pre-existing TAP is left as it was.
 func openNet(o *netOptions, log *slog.Logger) (_ *netDevice, err error) {
 	_, lookErr := stdnet.InterfaceByName(o.tap)
-	created := lookErr != nil
-	var tap *hostnet.Tap
-	if o.macvtap > 0 {
-		created = false
-		tap, err = hostnet.OpenMacvtap(o.macvtap, nil)
-	} else {
-		tap, err = hostnet.OpenTap(o.tap, nil)
-	}
+	created := lookErr != nil && o.macvtap == 0
+	tap, err := openTap(o, log)
 	if err != nil {
-		return nil, fmt.Errorf("--tap %s: %w", o.tap, err)
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
 			tap.Close()
 		}
 	}()
-	q := tap.Queue(0)
-	var backend vnet.Backend
 	metrics := new(vnet.Metrics)
-	if o.vhost != vhostOff {
-		vh, verr := vhost.OpenNet()
-		switch {
-		case verr == nil:
-			backend = vhost.NewNetBackend(vh, q.Fd())
-		case o.vhost == vhostAuto && (errors.Is(verr, vhost.ErrNotAvailable) || errors.Is(verr, vhost.ErrNotSupported)):
-			log.Warn("vhost-net unavailable, using the userspace datapath", "err", verr)
-		default:
-			return nil, fmt.Errorf("--vhost %s: %w", o.vhost, verr)
-		}
-	}
-	if backend == nil {
-		backend = vnet.NewUserspace(q, &vnet.UserspaceOptions{Metrics: metrics, Logger: log.With("net", "net0")})
-	}
-	dev, err := vnet.New(vnet.Config{
-		MAC:     o.mac,
-		Pairs:   []vnet.Pair{{Backend: backend, Tap: q}},
-		Metrics: metrics,
-		Logger:  log.With("net", "net0"),
-	})
+	log = log.With("net", "net0")
+	backends, err := openBackends(o, tap, metrics, log)
 	if err != nil {
-		backend.Close()
 		return nil, err
 	}
-	return &netDevice{dev: dev, tap: tap, datapath: backend.Name(), created: created}, nil
+	pairs := make([]vnet.Pair, len(backends))
+	for i, b := range backends {
+		pairs[i] = vnet.Pair{Backend: b, Tap: tap.Queue(i)}
+	}
+	dev, err := vnet.New(vnet.Config{MAC: o.mac, Pairs: pairs, Metrics: metrics, Logger: log})
+	if err != nil {
+		closeBackends(backends)
+		return nil, err
+	}
+	return &netDevice{dev: dev, tap: tap, datapath: backends[0].Name(), created: created}, nil
+}
+
+// openTap opens the TAP (or the macvtap) with o.queues queues. With the
+// default --queues, a TAP without multi_queue gets one queue, not an error.
+func openTap(o *netOptions, log *slog.Logger) (*hostnet.Tap, error) {
+	open := func(n int) (*hostnet.Tap, error) {
+		opts := &hostnet.TapOptions{Queues: n}
+		if o.macvtap > 0 {
+			return hostnet.OpenMacvtap(o.macvtap, opts)
+		}
+		return hostnet.OpenTap(o.tap, opts)
+	}
+	tap, err := open(o.queues)
+	if err != nil && o.queues > 1 && !o.queuesSet && errors.Is(err, hostnet.ErrConflict) {
+		if tap, err = open(1); err == nil {
+			log.Warn("TAP "+o.tap+" is not multi_queue: one queue pair (recreate it with hlsvmm network setup, or pass --queues 1)", "default_queues", o.queues)
+		}
+	}
+	switch {
+	case err != nil && o.queuesSet && o.queues > 1:
+		return nil, fmt.Errorf("--tap %s with --queues %d: %w", o.tap, o.queues, err)
+	case err != nil:
+		return nil, fmt.Errorf("--tap %s: %w", o.tap, err)
+	}
+	return tap, nil
+}
+
+// openBackends makes one backend per TAP queue, all vhost-net (one
+// /dev/vhost-net descriptor each) or all the userspace datapath, never a
+// mix: with --vhost auto the userspace datapath serves every pair when the
+// first /dev/vhost-net cannot be used; a later failure is an error.
+func openBackends(o *netOptions, tap *hostnet.Tap, m *vnet.Metrics, log *slog.Logger) ([]vnet.Backend, error) {
+	var bs []vnet.Backend
+	if o.vhost != vhostOff {
+		for i := range tap.Queues() {
+			vh, err := vhost.OpenNet()
+			if err != nil && i == 0 && o.vhost == vhostAuto && (errors.Is(err, vhost.ErrNotAvailable) || errors.Is(err, vhost.ErrNotSupported)) {
+				log.Warn("vhost-net unavailable, using the userspace datapath", "err", err)
+				break
+			}
+			if err != nil {
+				closeBackends(bs)
+				if tap.Queues() > 1 {
+					return nil, fmt.Errorf("--vhost %s: queue pair %d: %w", o.vhost, i, err)
+				}
+				return nil, fmt.Errorf("--vhost %s: %w", o.vhost, err)
+			}
+			bs = append(bs, vhost.NewNetBackend(vh, tap.Queue(i).Fd()))
+		}
+	}
+	if len(bs) == 0 {
+		for i := range tap.Queues() {
+			bs = append(bs, vnet.NewUserspace(tap.Queue(i), &vnet.UserspaceOptions{Metrics: m, Logger: log}))
+		}
+	}
+	return bs, nil
+}
+
+func closeBackends(bs []vnet.Backend) {
+	for _, b := range bs {
+		b.Close()
+	}
 }
 
 // describe is the one line `run` prints about the network device.
@@ -140,7 +201,11 @@ func (n *netDevice) describe(o *netOptions) string {
 			how = "new TAP " + o.tap + " (deleted on exit)"
 		}
 	}
-	return fmt.Sprintf("net0: virtio-net %s on %s, datapath %s", stdnet.HardwareAddr(o.mac[:]), how, n.datapath)
+	pairs := fmt.Sprintf("%d queue pairs", n.tap.Queues())
+	if n.tap.Queues() == 1 {
+		pairs = "1 queue pair"
+	}
+	return fmt.Sprintf("net0: virtio-net %s on %s, datapath %s, %s", stdnet.HardwareAddr(o.mac[:]), how, n.datapath, pairs)
 }
 
 // Close stops the datapath and closes the backend, then the TAP. Call it
