@@ -13,8 +13,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -251,6 +253,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{Streams: -1}, {Streams: 65}, {Bytes: 2, Streams: 3}, {Bytes: 9 << 30, Streams: 2},
 		{LatencySamples: 2_000_000}, {Timeout: -time.Second}, {Echo: "nohost"}, {VMMPID: -5},
 		{VMMPID: 1 << 30}, // no such process
+		{RateConnections: -1}, {RateConnections: MaxRateConnections + 1}, {RateRequests: 10},
+		{RateConnections: 1, RateRequests: -1}, {RateConnections: 10, RateRequests: 9}, {RateConnections: 1, RateRequests: 2_000_000},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) accepted", cfg)
@@ -258,6 +262,124 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 	if _, err := New(Config{Bytes: 8 << 30, Streams: 2}); err != nil {
 		t.Errorf("8 GiB over 2 streams: %v", err)
+	}
+	if r, err := New(Config{RateConnections: MaxRateConnections}); err != nil || r.cfg.RateRequests != DefaultRatePerConn*MaxRateConnections {
+		t.Errorf("%d rate connections: %v, requests %d", MaxRateConnections, err, r.cfg.RateRequests)
+	}
+}
+
+// pingLog records the client address of every GET /ping the origin answers.
+type pingLog struct {
+	mu    sync.Mutex
+	addrs []string
+}
+
+func (p *pingLog) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ping" {
+			p.mu.Lock()
+			p.addrs = append(p.addrs, r.RemoteAddr)
+			p.mu.Unlock()
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func TestHTTPRateOnLoopback(t *testing.T) {
+	var log pingLog
+	url, _ := origin(t, log.wrap)
+	// No latency phase: the rate phase runs all the same.
+	res := run(t, Config{URL: url, Bytes: 1000, LatencySamples: -1, RateConnections: 8, RateRequests: 203})
+	if !res.Pass || res.HTTPRate == nil {
+		t.Fatalf("failures %q, rate %+v", res.Failures, res.HTTPRate)
+	}
+	q := res.HTTPRate
+	if q.Connections != 8 || q.Requests != 203 || q.Latency.Count != 203 || q.Seconds <= 0 || q.PerSecond <= 0 {
+		t.Errorf("rate %+v", q)
+	}
+	if want := float64(q.Requests) / q.Seconds; q.PerSecond < want*0.99 || q.PerSecond > want*1.01 {
+		t.Errorf("%v requests/s, requests/seconds give %v", q.PerSecond, want)
+	}
+	if q.Latency.P50 <= 0 || q.Latency.P99 < q.Latency.P50 || q.Latency.Max < q.Latency.P99 {
+		t.Errorf("rate latency %+v", q.Latency)
+	}
+	// Each connection's requests follow one another within the wall time, so their latencies
+	// add up to at most connections × seconds.
+	if sum, most := q.Latency.Mean*float64(q.Latency.Count), float64(q.Connections)*q.Seconds*1000; sum > most*1.01 {
+		t.Errorf("latencies add up to %.3f ms, more than %d connections × %.3f s", sum, q.Connections, q.Seconds)
+	}
+	if res.HTTPLatency.Count != 0 || res.TCPLatency != nil {
+		t.Errorf("latency measured with LatencySamples -1: %+v %+v", res.HTTPLatency, res.TCPLatency)
+	}
+	// The origin saw the preflight, one warm-up per connection and the counted requests, on
+	// exactly 8 connections after the preflight's.
+	if len(log.addrs) != 1+8+203 {
+		t.Errorf("origin answered %d /ping, want %d", len(log.addrs), 1+8+203)
+	}
+	conns := map[string]int{}
+	for _, a := range log.addrs[1:] {
+		conns[a]++
+	}
+	if len(conns) != 8 {
+		t.Errorf("rate phase used %d connections, want 8: %v", len(conns), conns)
+	}
+	var b bytes.Buffer
+	if err := res.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	row := fmt.Sprintf("| HTTP GET /ping, 8 connections | %s | %s | %s | 203 | %.0f |",
+		report.Ms(q.Latency.P50), report.Ms(q.Latency.P99), report.Ms(q.Latency.Max), q.PerSecond)
+	if !strings.Contains(squeeze(b.String()), row) || !strings.Contains(b.String(), "| req/s |") {
+		t.Errorf("markdown lacks %q:\n%s", row, b.String())
+	}
+}
+
+// squeeze collapses runs of spaces, so table rows compare without their padding.
+func squeeze(s string) string {
+	for strings.Contains(s, "  ") {
+		s = strings.ReplaceAll(s, "  ", " ")
+	}
+	return s
+}
+
+func TestHTTPRateFailures(t *testing.T) {
+	// failFrom answers /ping with 503 from its n-th request on (the preflight is the first).
+	failFrom := func(n int64) func(http.Handler) http.Handler {
+		return func(h http.Handler) http.Handler {
+			var seen atomic.Int64
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/ping" && seen.Add(1) >= n {
+					http.Error(w, "overloaded", http.StatusServiceUnavailable)
+					return
+				}
+				h.ServeHTTP(w, r)
+			})
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		wrap func(http.Handler) http.Handler
+		want string
+	}{
+		{"a counted request fails", failFrom(1 + 4 + 50), `^HTTP rate: connection [0-3], request [0-9]+: /ping answered 503 "overloaded`},
+		{"a warm-up fails", failFrom(3), `^HTTP rate: connection [0-3]: warm-up: /ping answered 503 "overloaded`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url, _ := origin(t, tc.wrap)
+			res := run(t, Config{URL: url, Bytes: 1000, LatencySamples: -1, RateConnections: 4, RateRequests: 100})
+			if res.Pass || !slices.ContainsFunc(res.Failures, regexp.MustCompile(tc.want).MatchString) {
+				t.Errorf("failures %q, want one matching %q", res.Failures, tc.want)
+			}
+			if q := res.HTTPRate; q == nil || q.PerSecond != 0 || q.Requests >= 100 || q.Requests != q.Latency.Count {
+				t.Errorf("rate of a failed phase %+v", q)
+			}
+			var b bytes.Buffer
+			res.WriteMarkdown(&b)
+			if !strings.Contains(b.String(), "— FAIL") || !strings.Contains(b.String(), "- FAIL: HTTP rate: ") ||
+				!regexp.MustCompile(`\| HTTP GET /ping, 4 connections \|[^\n]*\| +— \|\n`).MatchString(b.String()) {
+				t.Errorf("markdown does not show the failure:\n%s", b.String())
+			}
+		})
 	}
 }
 
@@ -361,7 +483,7 @@ func TestVhostWorkersCounted(t *testing.T) {
 // TestJSONSchemaStable pins the JSON field names of a result: renaming one breaks consumers.
 func TestJSONSchemaStable(t *testing.T) {
 	url, echo := origin(t, nil)
-	res := run(t, Config{URL: url, Label: "x", Bytes: 1000, LatencySamples: 3, Echo: echo, VMMPID: os.Getpid()})
+	res := run(t, Config{URL: url, Label: "x", Bytes: 1000, LatencySamples: 3, Echo: echo, VMMPID: os.Getpid(), RateConnections: 2})
 	var b bytes.Buffer
 	if err := report.WriteJSON(&b, res); err != nil {
 		t.Fatal(err)
@@ -384,6 +506,9 @@ func TestJSONSchemaStable(t *testing.T) {
 		"host_to_guest.mbit_per_s", "host_to_guest.mib_per_s", "host_to_guest.seconds", "host_to_guest.verified",
 		"http_latency", "http_latency.count", "http_latency.max_ms", "http_latency.mean_ms", "http_latency.p50_ms",
 		"http_latency.p95_ms", "http_latency.p99_ms",
+		"http_rate", "http_rate.connections", "http_rate.latency", "http_rate.latency.count", "http_rate.latency.max_ms",
+		"http_rate.latency.mean_ms", "http_rate.latency.p50_ms", "http_rate.latency.p95_ms", "http_rate.latency.p99_ms",
+		"http_rate.requests", "http_rate.requests_per_s", "http_rate.seconds",
 		"label", "pass", "schema", "streams",
 		"tcp_latency", "tcp_latency.count", "tcp_latency.max_ms", "tcp_latency.mean_ms", "tcp_latency.p50_ms",
 		"tcp_latency.p95_ms", "tcp_latency.p99_ms",
@@ -404,6 +529,23 @@ func TestJSONSchemaStable(t *testing.T) {
 	}
 	if _, err := ReadResult(strings.NewReader(`{"schema":"hlsvmm.bench.datapath/v1","bogus":1}`)); err == nil {
 		t.Error("ReadResult accepted an unknown field")
+	}
+
+	// Without a rate phase, http_rate is there and null.
+	res = run(t, Config{URL: url, Label: "x", Bytes: 1000, LatencySamples: 3})
+	b.Reset()
+	if err := report.WriteJSON(&b, res); err != nil {
+		t.Fatal(err)
+	}
+	m = nil
+	if err := json.Unmarshal(b.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := m["http_rate"]; !ok || v != nil {
+		t.Errorf("http_rate without a rate phase: %v (present %v), want null", v, ok)
+	}
+	if back, err := ReadResult(&b); err != nil || back.HTTPRate != nil {
+		t.Errorf("ReadResult without a rate: %v, %+v", err, back)
 	}
 }
 
@@ -481,7 +623,7 @@ func TestCombine(t *testing.T) {
 
 func TestStatusProgresses(t *testing.T) {
 	url, _ := origin(t, nil)
-	r, err := New(Config{URL: url, Bytes: 4 << 20, LatencySamples: 20})
+	r, err := New(Config{URL: url, Bytes: 4 << 20, LatencySamples: 20, RateConnections: 4, RateRequests: 400})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -508,5 +650,8 @@ func TestStatusProgresses(t *testing.T) {
 	<-done
 	if s := r.Status(); s.Fraction != 1 {
 		t.Errorf("final status %+v, want fraction 1", s)
+	}
+	if n := r.finished.Load(); n != int64(r.phases()) {
+		t.Errorf("%d phases finished, %d counted", n, r.phases())
 	}
 }

@@ -26,6 +26,7 @@ type Result struct {
 	HostToGuest Transfer        `json:"host_to_guest"`
 	HTTPLatency report.Summary  `json:"http_latency"` // GET /ping on one kept-alive connection
 	TCPLatency  *report.Summary `json:"tcp_latency"`  // 64-byte echo round trips; null when not measured
+	HTTPRate    *Rate           `json:"http_rate"`    // GET /ping over many connections; null when not measured
 	Pass        bool            `json:"pass"`
 	Failures    []string        `json:"failures"`
 }
@@ -40,6 +41,16 @@ type Transfer struct {
 	Verified  bool    `json:"verified"` // every stream complete, content and SHA-256 matched
 	CPU       *CPU    `json:"cpu"`      // null without a VMM PID
 	ErrorText string  `json:"error,omitempty"`
+}
+
+// Rate is the request-rate phase: GET /ping back to back on each of Connections kept-alive
+// connections at once.
+type Rate struct {
+	Connections int            `json:"connections"`
+	Requests    int            `json:"requests"` // answered correctly, after one warm-up per connection
+	Seconds     float64        `json:"seconds"`  // wall time, first counted request to last answer
+	PerSecond   float64        `json:"requests_per_s"`
+	Latency     report.Summary `json:"latency"` // of each request, under this concurrency
 }
 
 // CPU is the CPU time spent during a transfer.
@@ -77,9 +88,16 @@ func (r *Result) WriteMarkdown(w io.Writer) error {
 		return err
 	}
 	lt := &report.Table{Header: []string{"latency", "p50", "p99", "max", "samples"}}
+	if r.HTTPRate != nil {
+		lt.Header = append(lt.Header, "req/s")
+	}
 	addLatency(lt, "HTTP GET /ping", &r.HTTPLatency)
 	if r.TCPLatency != nil {
 		addLatency(lt, "TCP echo 64 B", r.TCPLatency)
+	}
+	if q := r.HTTPRate; q != nil {
+		addLatency(lt, fmt.Sprintf("HTTP GET /ping, %d connections", q.Connections), &q.Latency)
+		lt.Rows[len(lt.Rows)-1] = append(lt.Rows[len(lt.Rows)-1], rateCell(q))
 	}
 	if err := lt.WriteMarkdown(&b); err != nil {
 		return err
@@ -125,4 +143,12 @@ func addLatency(t *report.Table, name string, s *report.Summary) {
 		return
 	}
 	t.AddRow(name, report.Ms(s.P50), report.Ms(s.P99), report.Ms(s.Max), fmt.Sprint(s.Count))
+}
+
+// rateCell is the requests per second of a rate phase, "—" when a request failed.
+func rateCell(q *Rate) string {
+	if q.PerSecond == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f", q.PerSecond)
 }

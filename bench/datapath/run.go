@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,27 +28,35 @@ const (
 	DefaultLatencySamples = 1000
 	DefaultTimeout        = 10 * time.Minute
 	DefaultEchoPort       = "17090"
+	// DefaultRatePerConn is the rate phase's requests per connection when RateRequests is 0.
+	DefaultRatePerConn = 20
+
+	// MaxRateConnections bounds the rate phase's connections.
+	MaxRateConnections = 1024
 
 	// MaxStreamBytes is the origin's bound on one /blob or /sink transfer.
 	MaxStreamBytes = 4 << 30
 	maxStreams     = 64
 	maxSamples     = 1_000_000
+	pingBuffer     = 4 << 10 // per direction and connection: /ping's exchanges are a few hundred bytes
 	echoSize       = 64
 	shaTrailer     = "X-Blob-Sha256"
 )
 
 // Config says what to measure. Zero fields take the defaults above, except Echo ("" = no TCP
-// echo latency) and VMMPID (0 = no CPU accounting).
+// echo latency), VMMPID (0 = no CPU accounting) and RateConnections (0 = no rate phase).
 type Config struct {
-	URL            string        // the origin, http://HOST:PORT
-	Label          string        // names the run in combined tables (default: the URL's host)
-	Bytes          int64         // per direction, split over the streams
-	Streams        int           // parallel connections per direction
-	LatencySamples int           // requests (and echo round trips); negative: no latency phase
-	Echo           string        // HOST:PORT of the TCP echo
-	VMMPID         int           // the VMM process whose CPU time is sampled
-	Timeout        time.Duration // per phase
-	Proc           string        // procfs root (default /proc), for tests
+	URL             string        // the origin, http://HOST:PORT
+	Label           string        // names the run in combined tables (default: the URL's host)
+	Bytes           int64         // per direction, split over the streams
+	Streams         int           // parallel connections per direction
+	LatencySamples  int           // requests (and echo round trips); negative: no latency phase
+	Echo            string        // HOST:PORT of the TCP echo
+	RateConnections int           // kept-alive connections of the request-rate phase
+	RateRequests    int           // requests of the rate phase over all connections (default 20 per connection)
+	VMMPID          int           // the VMM process whose CPU time is sampled
+	Timeout         time.Duration // per phase
+	Proc            string        // procfs root (default /proc), for tests
 }
 
 // Runner runs one measurement; Status may be called from another goroutine meanwhile.
@@ -84,6 +93,9 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	if cfg.RateRequests == 0 && cfg.RateConnections > 0 {
+		cfg.RateRequests = DefaultRatePerConn * cfg.RateConnections
+	}
 	if cfg.Proc == "" {
 		cfg.Proc = "/proc"
 	}
@@ -99,6 +111,12 @@ func New(cfg Config) (*Runner, error) {
 		return nil, fmt.Errorf("bytes %d over %d streams: at most %s per stream", cfg.Bytes, cfg.Streams, report.Size(MaxStreamBytes))
 	case cfg.LatencySamples > maxSamples:
 		return nil, fmt.Errorf("latency samples %d: at most %d", cfg.LatencySamples, maxSamples)
+	case cfg.RateConnections < 0 || cfg.RateConnections > MaxRateConnections:
+		return nil, fmt.Errorf("rate connections %d: want 0 (no rate phase) to %d", cfg.RateConnections, MaxRateConnections)
+	case cfg.RateConnections == 0 && cfg.RateRequests != 0:
+		return nil, fmt.Errorf("rate requests %d without rate connections", cfg.RateRequests)
+	case cfg.RateRequests < cfg.RateConnections || cfg.RateRequests > maxSamples:
+		return nil, fmt.Errorf("rate requests %d: want one per connection (%d) to %d", cfg.RateRequests, cfg.RateConnections, maxSamples)
 	case cfg.Timeout < 0:
 		return nil, fmt.Errorf("timeout %v: want a positive duration", cfg.Timeout)
 	case cfg.VMMPID < 0:
@@ -141,6 +159,9 @@ func (r *Runner) Status() report.Status {
 			done += float64(r.samples.Load()) / float64(r.cfg.LatencySamples)
 		}
 		phase = fmt.Sprintf("%s %d/%d", phase, r.samples.Load(), r.cfg.LatencySamples)
+	case "HTTP rate":
+		done += float64(r.samples.Load()) / float64(r.cfg.RateRequests)
+		phase = fmt.Sprintf("%s %d/%d over %d connections", phase, r.samples.Load(), r.cfg.RateRequests, r.cfg.RateConnections)
 	}
 	if phase == "done" {
 		return report.Status{Fraction: 1, Text: phase}
@@ -157,6 +178,9 @@ func (r *Runner) phases() int {
 			n++
 		}
 	}
+	if r.cfg.RateConnections > 0 {
+		n++
+	}
 	return n
 }
 
@@ -168,16 +192,17 @@ func (r *Runner) enter(phase string) {
 
 func (r *Runner) leave() { r.finished.Add(1) }
 
-// newClient is an HTTP client for conns kept-alive connections to the origin.
-func newClient(conns int) *http.Client {
+// newClient is an HTTP client for conns kept-alive connections to the origin, each with
+// buffers of buf bytes.
+func newClient(conns, buf int) *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
 		MaxIdleConnsPerHost: conns,
 		MaxConnsPerHost:     conns,
 		DisableCompression:  true,
-		ReadBufferSize:      64 << 10,
-		WriteBufferSize:     64 << 10,
+		ReadBufferSize:      buf,
+		WriteBufferSize:     buf,
 		ForceAttemptHTTP2:   false,
 	}}
 }
@@ -235,6 +260,15 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 			r.leave()
 		}
 	}
+	if r.cfg.RateConnections > 0 {
+		r.enter("HTTP rate")
+		var err error
+		res.HTTPRate, err = r.httpRate(ctx)
+		if err != nil {
+			res.Failures = append(res.Failures, "HTTP rate: "+err.Error())
+		}
+		r.leave()
+	}
 	if err := ctx.Err(); err != nil {
 		res.Failures = append(res.Failures, "interrupted")
 	}
@@ -247,7 +281,7 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 func (r *Runner) preflight(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	c := newClient(1)
+	c := newClient(1, pingBuffer)
 	defer c.CloseIdleConnections()
 	if err := ping(ctx, c, r.endpoint("/ping", nil)); err != nil {
 		return fmt.Errorf("origin at %s does not answer /ping (is the guest up, with the traffic endpoints?): %w", r.base, err)
@@ -291,7 +325,7 @@ func (r *Runner) transfer(ctx context.Context, name string, move func(ctx contex
 	defer r.leave()
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	c := newClient(r.cfg.Streams)
+	c := newClient(r.cfg.Streams, 64<<10)
 	defer c.CloseIdleConnections()
 	var before cpuSample
 	if r.cfg.VMMPID != 0 {
@@ -315,7 +349,7 @@ func (r *Runner) transfer(ctx context.Context, name string, move func(ctx contex
 	elapsed := time.Since(start)
 	t := Transfer{Bytes: r.moved.Load(), Seconds: report.Round(elapsed.Seconds(), 6)}
 	if err := errors.Join(errs...); err != nil {
-		t.ErrorText = firstError(errs)
+		t.ErrorText = firstError(errs, "streams")
 	} else {
 		t.Verified = true
 		t.BPS = report.Round(report.BitsPerSecond(t.Bytes, elapsed), 0)
@@ -344,21 +378,28 @@ func (r *Runner) transfer(ctx context.Context, name string, move func(ctx contex
 }
 
 // firstError is the text of the first error that is not a cancellation caused by another
-// stream's failure, with how many more streams failed.
-func firstError(errs []error) string {
+// stream's (or connection's: what) failure, with how many more failed on their own.
+func firstError(errs []error, what string) string {
 	var first error
-	failed := 0
+	failed, cancelled := 0, 0
 	for _, err := range errs {
 		if err == nil {
 			continue
 		}
-		failed++
+		if errors.Is(err, context.Canceled) {
+			cancelled++
+		} else {
+			failed++
+		}
 		if first == nil || (errors.Is(first, context.Canceled) && !errors.Is(err, context.Canceled)) {
 			first = err
 		}
 	}
+	if failed == 0 {
+		failed = cancelled
+	}
 	if failed > 1 {
-		return fmt.Sprintf("%v (%d streams failed)", first, failed)
+		return fmt.Sprintf("%v (%d %s failed)", first, failed, what)
 	}
 	return first.Error()
 }
@@ -445,7 +486,7 @@ func (r *Runner) upload(ctx context.Context, c *http.Client, n int64) error {
 func (r *Runner) httpLatency(ctx context.Context) ([]time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	c := newClient(1)
+	c := newClient(1, pingBuffer)
 	defer c.CloseIdleConnections()
 	u := r.endpoint("/ping", nil)
 	if err := ping(ctx, c, u); err != nil {
@@ -500,4 +541,62 @@ func (r *Runner) echoLatency(ctx context.Context) ([]time.Duration, error) {
 		}
 	}
 	return samples, nil
+}
+
+// httpRate issues RateRequests GET /ping over RateConnections kept-alive connections at once,
+// each connection's requests back to back, until the shared total is done. Every connection
+// is opened and warmed up with one request first; the clock runs from when all of them start
+// counting to the last answer. A failed request stops the phase: its rate is then 0.
+func (r *Runner) httpRate(ctx context.Context) (*Rate, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	n, total := r.cfg.RateConnections, int64(r.cfg.RateRequests)
+	rate := &Rate{Connections: n}
+	u := r.endpoint("/ping", nil)
+	clients := make([]*http.Client, n) // one each: exactly n connections
+	for i := range clients {
+		clients[i] = newClient(1, pingBuffer)
+		defer clients[i].CloseIdleConnections()
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		wg.Go(func() {
+			if err := ping(ctx, c, u); err != nil {
+				errs[i] = fmt.Errorf("connection %d: warm-up: %w", i, err)
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return rate, errors.New(firstError(errs, "connections"))
+	}
+	var claimed atomic.Int64
+	samples := make([][]time.Duration, n)
+	start := time.Now()
+	for i, c := range clients {
+		wg.Go(func() {
+			for claimed.Add(1) <= total {
+				t0 := time.Now()
+				if err := ping(ctx, c, u); err != nil {
+					errs[i] = fmt.Errorf("connection %d, request %d: %w", i, len(samples[i])+1, err)
+					cancel() // the rate is void: stop the others
+					return
+				}
+				samples[i] = append(samples[i], time.Since(t0))
+				r.samples.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	all := slices.Concat(samples...)
+	rate.Requests, rate.Seconds = len(all), report.Round(elapsed.Seconds(), 6)
+	rate.Latency = report.Summarize(all)
+	if err := errors.Join(errs...); err != nil {
+		return rate, errors.New(firstError(errs, "connections"))
+	}
+	rate.PerSecond = report.Round(float64(rate.Requests)/elapsed.Seconds(), 1)
+	return rate, nil
 }
