@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/hlsvmm/hlsvmm/bench/report"
@@ -22,14 +23,16 @@ type Comparison struct {
 	Pass     bool      `json:"pass"`   // every run passed
 }
 
-// Ratios are a run's figures divided by the baseline's. Throughput: higher is better; latency
-// and CPU per GiB: lower is better.
+// Ratios are a run's figures divided by the baseline's. Throughput and request rate: higher is
+// better; latency and CPU per GiB: lower is better. Request rates compare only over the same
+// number of connections.
 type Ratios struct {
 	Label               string   `json:"label"`
 	GuestToHost         *float64 `json:"guest_to_host_throughput"`
 	HostToGuest         *float64 `json:"host_to_guest_throughput"`
 	HTTPP50             *float64 `json:"http_p50"`
 	HTTPP99             *float64 `json:"http_p99"`
+	HTTPRate            *float64 `json:"http_rate"` // requests/s
 	TCPP50              *float64 `json:"tcp_p50"`
 	TCPP99              *float64 `json:"tcp_p99"`
 	VMMCPUGuestToHost   *float64 `json:"vmm_cpu_per_gib_guest_to_host"`
@@ -98,6 +101,7 @@ func Combine(runs []*Result, baseline string) (*Comparison, error) {
 			HostToGuest:         ratio(throughput(r.HostToGuest), throughput(base.HostToGuest)),
 			HTTPP50:             ratio(latency(&r.HTTPLatency, p50), latency(&base.HTTPLatency, p50)),
 			HTTPP99:             ratio(latency(&r.HTTPLatency, p99), latency(&base.HTTPLatency, p99)),
+			HTTPRate:            rateRatio(r.HTTPRate, base.HTTPRate),
 			TCPP50:              ratio(latency(r.TCPLatency, p50), latency(base.TCPLatency, p50)),
 			TCPP99:              ratio(latency(r.TCPLatency, p99), latency(base.TCPLatency, p99)),
 			VMMCPUGuestToHost:   ratio(cpu(r.GuestToHost, false), cpu(base.GuestToHost, false)),
@@ -133,6 +137,21 @@ func latency(s *report.Summary, which int) *float64 {
 	return &v
 }
 
+// requestRate is nil when the rate was not measured or a request failed.
+func requestRate(q *Rate) *float64 {
+	if q == nil || q.PerSecond == 0 {
+		return nil
+	}
+	return &q.PerSecond
+}
+
+func rateRatio(q, base *Rate) *float64 {
+	if q == nil || base == nil || q.Connections != base.Connections {
+		return nil
+	}
+	return ratio(requestRate(q), requestRate(base))
+}
+
 func cpu(t Transfer, total bool) *float64 {
 	if t.CPU == nil || !t.Verified {
 		return nil
@@ -154,11 +173,12 @@ func ratio(v, base *float64) *float64 {
 
 // WriteMarkdown renders the comparison like the seed's "Performance Comparison" table.
 func (c *Comparison) WriteMarkdown(w io.Writer) error {
-	t := &report.Table{
-		Title: "Performance Comparison",
-		Header: []string{"Mode", "guest→host", "host→guest", "HTTP p50", "HTTP p99", "TCP p50", "TCP p99",
-			"VMM CPU g→h", "VMM CPU h→g", "+vhost g→h", "+vhost h→g"},
+	rates := slices.ContainsFunc(c.Runs, func(r *Result) bool { return r.HTTPRate != nil })
+	t := &report.Table{Title: "Performance Comparison", Header: []string{"Mode", "guest→host", "host→guest", "HTTP p50", "HTTP p99"}}
+	if rates {
+		t.Header = append(t.Header, "HTTP rate")
 	}
+	t.Header = append(t.Header, "TCP p50", "TCP p99", "VMM CPU g→h", "VMM CPU h→g", "+vhost g→h", "+vhost h→g")
 	for i, r := range c.Runs {
 		q := c.Ratios[i]
 		isBase := r.Label == c.Baseline
@@ -181,24 +201,33 @@ func (c *Comparison) WriteMarkdown(w io.Writer) error {
 		if !r.Pass {
 			mode += " FAIL"
 		}
-		t.AddRow(mode,
+		row := []string{mode,
 			cell(throughput(r.GuestToHost), q.GuestToHost, mbit),
 			cell(throughput(r.HostToGuest), q.HostToGuest, mbit),
 			cell(latency(&r.HTTPLatency, p50), q.HTTPP50, report.Ms),
 			cell(latency(&r.HTTPLatency, p99), q.HTTPP99, report.Ms),
+		}
+		if rates {
+			perS := func(v float64) string { return fmt.Sprintf("%.0f/s @%d", v, r.HTTPRate.Connections) }
+			row = append(row, cell(requestRate(r.HTTPRate), q.HTTPRate, perS))
+		}
+		t.AddRow(append(row,
 			cell(latency(r.TCPLatency, p50), q.TCPP50, report.Ms),
 			cell(latency(r.TCPLatency, p99), q.TCPP99, report.Ms),
 			cell(cpu(r.GuestToHost, false), q.VMMCPUGuestToHost, perGiB),
 			cell(cpu(r.HostToGuest, false), q.VMMCPUHostToGuest, perGiB),
 			cell(cpu(r.GuestToHost, true), q.TotalCPUGuestToHost, perGiB),
 			cell(cpu(r.HostToGuest, true), q.TotalCPUHostToGuest, perGiB),
-		)
+		)...)
 	}
 	var b strings.Builder
 	if err := t.WriteMarkdown(&b); err != nil {
 		return err
 	}
 	fmt.Fprintf(&b, "Ratios (×) against %s: throughput higher is better; latency and CPU lower is better.\n", c.Baseline)
+	if rates {
+		b.WriteString("HTTP rate: GET /ping requests per second @ that many connections at once (higher is better; ratios only at the baseline's count).\n")
+	}
 	b.WriteString("VMM CPU: the VMM process's utime+stime (all threads) per GiB moved; +vhost adds the vhost-PID kernel workers.\n")
 	for _, r := range c.Runs {
 		for _, f := range r.Failures {

@@ -607,6 +607,9 @@ func TestCombine(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
 	}
+	if strings.Contains(out, "HTTP rate") || c.Ratios[0].HTTPRate != nil {
+		t.Errorf("a rate column or ratio without any rate measured:\n%s", out)
+	}
 	if c, err := Combine(runs, ""); err != nil || c.Baseline != "hlsvmm vhost=on" {
 		t.Errorf("default baseline: %v, %v", c, err)
 	}
@@ -618,6 +621,50 @@ func TestCombine(t *testing.T) {
 	}
 	if _, err := Combine(nil, ""); err == nil {
 		t.Error("no runs accepted")
+	}
+}
+
+func TestCombineRates(t *testing.T) {
+	runs := []*Result{
+		fake("qemu", 100, 1, 2, 0.2),
+		fake("hlsvmm", 100, 1, 2, 0.2),
+		fake("hlsvmm 100 conns", 100, 1, 2, 0.2),
+		fake("hlsvmm no rate", 100, 1, 2, 0.2),
+		fake("hlsvmm failed rate", 100, 1, 2, 0.2),
+	}
+	runs[0].HTTPRate = &Rate{Connections: 300, Requests: 6000, PerSecond: 1000}
+	runs[1].HTTPRate = &Rate{Connections: 300, Requests: 6000, PerSecond: 1500}
+	runs[2].HTTPRate = &Rate{Connections: 100, Requests: 2000, PerSecond: 2000}
+	runs[4].HTTPRate = &Rate{Connections: 300, Requests: 12}
+	c, err := Combine(runs, "qemu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.Ratios[1].HTTPRate; r == nil || *r != 1.5 {
+		t.Errorf("rate ratio at the same connections: %v, want 1.5", r)
+	}
+	for _, i := range []int{2, 3, 4} {
+		if r := c.Ratios[i].HTTPRate; r != nil {
+			t.Errorf("%s: rate ratio %v, want none", runs[i].Label, *r)
+		}
+	}
+	var b bytes.Buffer
+	if err := c.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := squeeze(b.String())
+	for _, want := range []string{
+		"| Mode | guest→host | host→guest | HTTP p50 | HTTP p99 | HTTP rate | TCP p50 |",
+		"| qemu (baseline) | 100.0 Mbit/s | 100.0 Mbit/s | 1.00 ms | 2.00 ms | 1000/s @300 | — |",
+		"| hlsvmm | 100.0 Mbit/s (1.00×) | 100.0 Mbit/s (1.00×) | 1.00 ms (1.00×) | 2.00 ms (1.00×) | 1500/s @300 (1.50×) | — |",
+		"| 2000/s @100 | — |",
+		"| hlsvmm no rate | 100.0 Mbit/s (1.00×) | 100.0 Mbit/s (1.00×) | 1.00 ms (1.00×) | 2.00 ms (1.00×) | — | — |",
+		"| hlsvmm failed rate | 100.0 Mbit/s (1.00×) | 100.0 Mbit/s (1.00×) | 1.00 ms (1.00×) | 2.00 ms (1.00×) | — | — |",
+		"HTTP rate: GET /ping requests per second",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
 	}
 }
 
