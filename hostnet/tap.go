@@ -6,7 +6,7 @@ import (
 	"math"
 	"os"
 	"sync"
-	"syscall"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -53,13 +53,18 @@ func (o *TapOptions) sndbuf() int {
 	return o.SndBuf
 }
 
-// Tap is an open TAP or macvtap device: one non-blocking fd per queue, in
-// Go's poller. Every frame read or written starts with a 12-byte virtio-net
-// header. The Tap owns its fds; Close is idempotent.
+// Tap is an open TAP or macvtap device: one non-blocking fd per queue.
+// Every frame read or written starts with a 12-byte virtio-net header. A
+// queue joins Go's poller only when hlsvmm first reads, writes or sets a
+// deadline on it (the userspace datapath): a queue handed to vhost-net
+// never does, or every frame the kernel moves would wake hlsvmm's poller.
+// The Tap owns its fds; Close is idempotent.
 type Tap struct {
-	name   string
-	files  []*os.File
-	conns  []syscall.RawConn
+	name string
+
+	fmu    sync.RWMutex // Close takes it exclusively; the fds are valid while it is held
+	fds    []int
+	files  []atomic.Pointer[os.File] // set on a queue's first I/O; then it owns the fd
 	closed bool
 
 	mu       sync.Mutex // guards detached
@@ -78,16 +83,16 @@ func OpenTap(name string, opts *TapOptions) (*Tap, error) {
 	base := uint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
 	t := &Tap{name: name}
 	for i := 0; i < n; i++ {
-		f, err := openTunQueue(name, base|unix.IFF_MULTI_QUEUE)
+		fd, err := openTunQueue(name, base|unix.IFF_MULTI_QUEUE)
 		if errors.Is(err, unix.EINVAL) && i == 0 && n == 1 {
 			// An existing TAP without multi_queue: attach the same way.
-			f, err = openTunQueue(name, base)
+			fd, err = openTunQueue(name, base)
 		}
 		if err != nil {
 			t.Close()
 			return nil, tapError(name, i, n, err)
 		}
-		if err := t.add(f, opts); err != nil {
+		if err := t.add(fd, opts); err != nil {
 			t.Close()
 			return nil, err
 		}
@@ -127,12 +132,7 @@ func OpenMacvtap(ifindex int, opts *TapOptions) (*Tap, error) {
 			t.Close()
 			return nil, classify(fmt.Sprintf("set flags of %s (queue %d)", path, i), err)
 		}
-		f, err := pollable(fd, path)
-		if err != nil {
-			t.Close()
-			return nil, err
-		}
-		if err := t.add(f, opts); err != nil {
+		if err := t.add(fd, opts); err != nil {
 			t.Close()
 			return nil, err
 		}
@@ -157,18 +157,17 @@ func tapError(name string, i, n int, err error) error {
 }
 
 // openTunQueue attaches one /dev/net/tun fd to the TAP name (creating it
-// if needed) and returns it non-blocking, in the poller. The fd must be
-// made non-blocking only after TUNSETIFF: before, epoll refuses it.
-func openTunQueue(name string, flags uint16) (*os.File, error) {
+// if needed) and returns it.
+func openTunQueue(name string, flags uint16) (int, error) {
 	fd, err := unix.Open(tunDevice, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", tunDevice, err)
+		return -1, fmt.Errorf("open %s: %w", tunDevice, err)
 	}
 	if err := setIff(fd, name, flags); err != nil {
 		unix.Close(fd)
-		return nil, err
+		return -1, err
 	}
-	return pollable(fd, tunDevice)
+	return fd, nil
 }
 
 func setIff(fd int, name string, flags uint16) error {
@@ -183,26 +182,18 @@ func setIff(fd int, name string, flags uint16) error {
 	return nil
 }
 
-// pollable hands fd to an *os.File registered with Go's poller.
-func pollable(fd int, name string) (*os.File, error) {
+// add configures a queue fd (non-blocking, header size, send buffer) and
+// keeps it; on error the fd is closed (by add or by the Tap's Close). The
+// fd is made non-blocking only after TUNSETIFF: before, epoll refuses it.
+func (t *Tap) add(fd int, opts *TapOptions) error {
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("set %s non-blocking: %w", name, err)
+		return fmt.Errorf("set %s queue %d non-blocking: %w", t.name, len(t.fds), err)
 	}
-	return os.NewFile(uintptr(fd), name), nil
-}
-
-// add configures a queue fd (header size, send buffer) and keeps it.
-func (t *Tap) add(f *os.File, opts *TapOptions) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("raw conn for %s: %w", t.name, err)
-	}
-	t.files = append(t.files, f)
-	t.conns = append(t.conns, rc)
+	t.fds = append(t.fds, fd)
+	t.files = append(t.files, atomic.Pointer[os.File]{})
 	t.detached = append(t.detached, false)
-	i := len(t.files) - 1
+	i := len(t.fds) - 1
 	if err := t.ioctlPtrInt(i, unix.TUNSETVNETHDRSZ, VnetHdrSize); err != nil {
 		return fmt.Errorf("set vnet header size of %s queue %d: %w", t.name, i, err)
 	}
@@ -212,15 +203,14 @@ func (t *Tap) add(f *os.File, opts *TapOptions) error {
 	return nil
 }
 
+// control runs f with queue i's fd, which stays open meanwhile.
 func (t *Tap) control(i int, f func(fd int) error) error {
+	t.fmu.RLock()
+	defer t.fmu.RUnlock()
 	if t.closed {
 		return os.ErrClosed
 	}
-	var ferr error
-	if err := t.conns[i].Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
-		return err
-	}
-	return ferr
+	return f(t.fds[i])
 }
 
 func (t *Tap) ioctlPtrInt(i int, req uint, v int) error {
@@ -231,7 +221,7 @@ func (t *Tap) ioctlPtrInt(i int, req uint, v int) error {
 func (t *Tap) Name() string { return t.name }
 
 // Queues is the number of queue fds.
-func (t *Tap) Queues() int { return len(t.files) }
+func (t *Tap) Queues() int { return len(t.fds) }
 
 // SetOffload sets the offloads (TUNSETOFFLOAD) for the whole device. 0
 // turns them all off: every frame then arrives segmented and checksummed.
@@ -256,7 +246,7 @@ func (t *Tap) SetOffload(o Offload) error {
 func (t *Tap) SetQueueEnabled(i int, on bool) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if i < 0 || i >= len(t.files) {
+	if i < 0 || i >= len(t.fds) {
 		return fmt.Errorf("%s has no queue %d", t.name, i)
 	}
 	if t.detached[i] != on {
@@ -296,10 +286,22 @@ func (t *Tap) Fd(i int) (int, error) {
 
 // ReadQueue reads one frame (virtio-net header first) from queue i,
 // waiting in the poller. It honours SetReadDeadline.
-func (t *Tap) ReadQueue(i int, b []byte) (int, error) { return t.files[i].Read(b) }
+func (t *Tap) ReadQueue(i int, b []byte) (int, error) {
+	f, err := t.File(i)
+	if err != nil {
+		return 0, err
+	}
+	return f.Read(b)
+}
 
 // WriteQueue writes one frame (virtio-net header first) to queue i.
-func (t *Tap) WriteQueue(i int, b []byte) (int, error) { return t.files[i].Write(b) }
+func (t *Tap) WriteQueue(i int, b []byte) (int, error) {
+	f, err := t.File(i)
+	if err != nil {
+		return 0, err
+	}
+	return f.Write(b)
+}
 
 // Read reads a frame from queue 0.
 func (t *Tap) Read(b []byte) (int, error) { return t.ReadQueue(0, b) }
@@ -307,18 +309,42 @@ func (t *Tap) Read(b []byte) (int, error) { return t.ReadQueue(0, b) }
 // Write writes a frame to queue 0.
 func (t *Tap) Write(b []byte) (int, error) { return t.WriteQueue(0, b) }
 
-// File returns queue i's file, e.g. for SetReadDeadline. The Tap owns it.
-func (t *Tap) File(i int) *os.File { return t.files[i] }
+// File returns queue i's file, in Go's poller from now on, e.g. for
+// SetReadDeadline. The Tap owns it.
+func (t *Tap) File(i int) (*os.File, error) {
+	if f := t.files[i].Load(); f != nil {
+		return f, nil
+	}
+	t.fmu.Lock()
+	defer t.fmu.Unlock()
+	if t.closed {
+		return nil, os.ErrClosed
+	}
+	if f := t.files[i].Load(); f != nil {
+		return f, nil
+	}
+	f := os.NewFile(uintptr(t.fds[i]), fmt.Sprintf("%s queue %d", t.name, i))
+	t.files[i].Store(f)
+	return f, nil
+}
 
-// Close closes every queue fd. It is idempotent.
+// Close closes every queue fd, waking a parked Read. It is idempotent.
 func (t *Tap) Close() error {
+	t.fmu.Lock()
+	defer t.fmu.Unlock()
 	if t.closed {
 		return nil
 	}
 	t.closed = true
 	var errs []error
-	for _, f := range t.files {
-		if err := f.Close(); err != nil {
+	for i, fd := range t.fds {
+		var err error
+		if f := t.files[i].Load(); f != nil {
+			err = f.Close()
+		} else {
+			err = unix.Close(fd)
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}

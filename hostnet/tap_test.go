@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,7 +91,9 @@ func TestTapFrames(t *testing.T) {
 	if err := unix.Sendto(ps, out, 0, &unix.SockaddrLinklayer{Ifindex: l.Attrs().Index, Halen: 6}); err != nil {
 		t.Fatal(err)
 	}
-	tap.File(0).SetReadDeadline(time.Now().Add(2 * time.Second))
+	if err := tap.Queue(0).SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	for {
 		n, err := tap.Read(buf)
 		if err != nil {
@@ -128,17 +132,34 @@ func TestTapMultiQueueAndBusy(t *testing.T) {
 	if mq.Queues() != 2 || a == b {
 		t.Errorf("queues %d fds %d %d", mq.Queues(), a, b)
 	}
+	// A queue only handed to the kernel (vhost-net) stays out of Go's
+	// poller; the first I/O puts it in.
+	if polled(t, a) || polled(t, b) {
+		t.Error("TAP queues joined the poller before any I/O")
+	}
+	if err := mq.Queue(1).SetReadDeadline(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mq.ReadQueue(1, make([]byte, 64)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("read past the deadline: %v", err)
+	}
+	if polled(t, a) || !polled(t, b) {
+		t.Errorf("after I/O on queue 1 only: queue 0 polled %v (want false), queue 1 %v (want true)", polled(t, a), polled(t, b))
+	}
 	mq.Close()
+	if _, err := mq.ReadQueue(0, make([]byte, 64)); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("read after Close: %v", err)
+	}
 
 	// A single-queue TAP held by one opener is busy for the next.
 	var held *Tap
 	if err := h.Do(func() error {
-		f, err := openTunQueue("single0", unix.IFF_TAP|unix.IFF_NO_PI|unix.IFF_VNET_HDR)
+		fd, err := openTunQueue("single0", unix.IFF_TAP|unix.IFF_NO_PI|unix.IFF_VNET_HDR)
 		if err != nil {
 			return err
 		}
 		held = &Tap{name: "single0"}
-		return held.add(f, nil)
+		return held.add(fd, nil)
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -155,3 +176,27 @@ func TestTapMultiQueueAndBusy(t *testing.T) {
 }
 
 func errClosedForTest() error { return os.ErrClosed }
+
+// polled reports whether fd is registered with one of the process's epoll
+// instances (Go's poller): an eventpoll fd's fdinfo lists "tfd: N" for
+// every fd N it watches.
+func polled(t *testing.T, fd int) bool {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ent := range ents {
+		if link, err := os.Readlink("/proc/self/fd/" + ent.Name()); err != nil || link != "anon_inode:[eventpoll]" {
+			continue
+		}
+		info, _ := os.ReadFile("/proc/self/fdinfo/" + ent.Name())
+		for _, line := range strings.Split(string(info), "\n") {
+			var tfd int
+			if _, err := fmt.Sscanf(line, "tfd: %d", &tfd); err == nil && tfd == fd {
+				return true
+			}
+		}
+	}
+	return false
+}

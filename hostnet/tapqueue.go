@@ -38,4 +38,10 @@ func (q *TapQueue) Write(b []byte) (int, error) { return q.t.WriteQueue(q.i, b) 
 
 // SetReadDeadline makes a parked Read return os.ErrDeadlineExceeded at t;
 // the zero time clears it.
-func (q *TapQueue) SetReadDeadline(t time.Time) error { return q.t.files[q.i].SetReadDeadline(t) }
+func (q *TapQueue) SetReadDeadline(t time.Time) error {
+	f, err := q.t.File(q.i)
+	if err != nil {
+		return err
+	}
+	return f.SetReadDeadline(t)
+}

@@ -232,7 +232,10 @@ func steer(t *testing.T, tap *Tap, ps, ifindex int, base uint16) [3]int {
 	seen := make(map[uint16]bool)
 	buf := make([]byte, 2048)
 	for q := range 3 {
-		f := tap.File(q)
+		f, err := tap.File(q)
+		if err != nil {
+			t.Fatal(err)
+		}
 		f.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 		for {
 			n, err := f.Read(buf)
