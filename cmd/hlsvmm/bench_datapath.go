@@ -12,7 +12,7 @@ import (
 func benchDatapathCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "datapath",
-		Usage: "measure the guest's network: TCP throughput both ways (verified), request/response latency, VMM CPU per GiB",
+		Usage: "measure the guest's network: TCP throughput both ways (verified), request/response latency, request rate over many connections, VMM CPU per GiB",
 		Description: "Talks to the test origin's traffic endpoints (/blob, /sink, /ping, TCP echo on 17090).\n" +
 			"Combine the --json outputs of several runs (hlsvmm and QEMU, vhost on and off) with `hlsvmm bench combine`.\n" +
 			"Exit status: 0 pass, 1 a transfer failed or did not verify, 2 nothing could be measured\n" +
@@ -33,6 +33,8 @@ func datapathFlags(bytes string) []cli.Flag {
 		&cli.IntFlag{Name: "streams", Value: datapath.DefaultStreams, Usage: "parallel TCP connections per direction"},
 		&cli.IntFlag{Name: "latency-samples", Value: datapath.DefaultLatencySamples, Usage: "request/response samples (HTTP and TCP echo each); negative: no latency phase"},
 		&cli.StringFlag{Name: "echo", Value: "auto", Usage: "TCP echo HOST:PORT for the lower-level latency; auto: the URL's host, port " + datapath.DefaultEchoPort + "; none: skip"},
+		&cli.IntFlag{Name: "rate-connections", Usage: fmt.Sprintf("request rate: GET /ping back to back on this many kept-alive connections at once, after the latency phase (at most %d); 0: skip", datapath.MaxRateConnections)},
+		&cli.IntFlag{Name: "rate-requests", DefaultText: fmt.Sprintf("%d per connection", datapath.DefaultRatePerConn), Usage: "requests of the rate phase over all its connections"},
 		&cli.DurationFlag{Name: "timeout", Value: datapath.DefaultTimeout, Usage: "per phase"},
 	}
 }
@@ -51,6 +53,14 @@ func datapathConfig(c *cli.Context) (datapath.Config, error) {
 		return datapath.Config{}, exitWith(2, fmt.Errorf("--streams %d: want at least 1", c.Int("streams")))
 	case c.Duration("timeout") <= 0:
 		return datapath.Config{}, exitWith(2, fmt.Errorf("--timeout %v: want a positive duration", c.Duration("timeout")))
+	case c.Int("rate-connections") < 0 || c.Int("rate-connections") > datapath.MaxRateConnections:
+		return datapath.Config{}, exitWith(2, fmt.Errorf("--rate-connections %d: want 1 to %d, or 0 for no rate phase", c.Int("rate-connections"), datapath.MaxRateConnections))
+	case c.Int("rate-requests") < 0:
+		return datapath.Config{}, exitWith(2, fmt.Errorf("--rate-requests %d: want a number of requests, or 0 for %d per connection", c.Int("rate-requests"), datapath.DefaultRatePerConn))
+	case c.Int("rate-requests") > 0 && c.Int("rate-connections") == 0:
+		return datapath.Config{}, exitWith(2, fmt.Errorf("--rate-requests %d without --rate-connections", c.Int("rate-requests")))
+	case c.Int("rate-requests") > 0 && c.Int("rate-requests") < c.Int("rate-connections"):
+		return datapath.Config{}, exitWith(2, fmt.Errorf("--rate-requests %d: want at least one per connection (--rate-connections %d)", c.Int("rate-requests"), c.Int("rate-connections")))
 	}
 	samples := c.Int("latency-samples")
 	if samples == 0 {
@@ -70,12 +80,14 @@ func datapathConfig(c *cli.Context) (datapath.Config, error) {
 		}
 	}
 	return datapath.Config{
-		URL:            c.String("url"),
-		Bytes:          n,
-		Streams:        c.Int("streams"),
-		LatencySamples: samples,
-		Echo:           echo,
-		Timeout:        c.Duration("timeout"),
+		URL:             c.String("url"),
+		Bytes:           n,
+		Streams:         c.Int("streams"),
+		LatencySamples:  samples,
+		Echo:            echo,
+		RateConnections: c.Int("rate-connections"),
+		RateRequests:    c.Int("rate-requests"),
+		Timeout:         c.Duration("timeout"),
 	}, nil
 }
 
