@@ -62,18 +62,28 @@ testbed-net: ## issue 4's datapath checks in the test bed (both datapaths: ping,
 	# transfers passed on both datapaths; the functional checks run in e2e.
 	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-2400} tests/testbed/run tests/net/net.sh
 
+testbed-mq: ## issue 8's multiqueue checks in the test bed: --vcpus 4 --queues 4 (4 rx/tx queues in the guest, 4 vhost workers, 8 flows spread and byte-exact, ethtool -L 1 and back), every knob's invalid value refused
+	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-1800} HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} MQ_BYTES MQ_VCPUS MQ_QUEUES" \
+		tests/testbed/run tests/net/mq.sh
+
+bench-mq: ## in the test bed: QEMU queues=4,mq=on,vectors=10 vs hlsvmm --queues 4 vs --queues 1, 4 vCPUs, 8 flows each way (MQ_BYTES MQ_STREAMS MQ_SAMPLES MQ_QUEUES MQ_VCPUS)
+	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-2400} HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} MQ_BYTES MQ_STREAMS MQ_SAMPLES MQ_QUEUES MQ_VCPUS MQ_MEM" \
+		tests/testbed/run tests/bench/mq.sh
+
+.PHONY: testbed-mq bench-mq
+
 testbed-run: ## run one script as root in the test bed: make testbed-run SCRIPT=path [ARGS="..."]
 	tests/testbed/run $(SCRIPT) $(ARGS)
 
 .PHONY: testbed-run
 
-bench: ## in the test bed: datapath table (QEMU and hlsvmm, vhost on/off; DATAPATH_BYTES=64MiB ...) and the HLS load side by side (HLS_CLIENTS=300 HLS_DURATION=30s HLS_LINK_MIBS HLS_P50_MS HLS_LINK_SHARE=50; the stream is sized to the guest, see tests/e2e/sizing.sh)
+bench: ## in the test bed: datapath table (QEMU and hlsvmm, vhost on/off; DATAPATH_BYTES=64MiB ...) and the HLS load side by side (HLS_CLIENTS=300 HLS_DURATION=30s HLS_LINK_MIBS HLS_RPS HLS_LINK_SHARE=50; the stream is sized to the guest, see tests/e2e/sizing.sh)
 	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-2400} \
-	HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} DATAPATH_BYTES DATAPATH_STREAMS DATAPATH_SAMPLES DATAPATH_VARIANTS DATAPATH_BASELINE DATAPATH_TIMEOUT HLS_CLIENTS HLS_DURATION HLS_VARIANTS HLS_LINK_MIBS HLS_P50_MS HLS_LINK_SHARE" \
+	HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} DATAPATH_BYTES DATAPATH_STREAMS DATAPATH_SAMPLES DATAPATH_VARIANTS DATAPATH_BASELINE DATAPATH_TIMEOUT HLS_CLIENTS HLS_DURATION HLS_VARIANTS HLS_LINK_MIBS HLS_RPS HLS_LINK_SHARE" \
 		tests/testbed/run tests/bench/all.sh
 
 bench-hls: ## only the HLS load comparison of make bench (HLS_LINK_MIBS=N skips measuring the link)
-	HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} HLS_CLIENTS HLS_DURATION HLS_VARIANTS HLS_LINK_MIBS HLS_P50_MS HLS_LINK_SHARE" \
+	HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} HLS_CLIENTS HLS_DURATION HLS_VARIANTS HLS_LINK_MIBS HLS_RPS HLS_LINK_SHARE" \
 		tests/testbed/run tests/bench/hls.sh
 
 bench-matrix: ## in the test bed: hlsvmm bench --matrix, the datapath figures per combination of run flags (MATRIX_SPEC="vhost=on|off queues=1|2" MATRIX_BYTES=16MiB MATRIX_VCPUS=2 ...)

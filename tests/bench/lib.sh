@@ -15,6 +15,8 @@ BENCH_CPUS=${BENCH_CPUS:-1}
 BENCH_READY_TIMEOUT=${BENCH_READY_TIMEOUT:-300}
 BENCH_OUT=${BENCH_OUT:-${HLSVMM_OUT:-/tmp}/bench}
 # BENCH_APPEND: extra guest kernel parameters for every variant (e.g. hls.bitrate=200000)
+# BENCH_QUEUES: virtio-net queue pairs (QEMU queues=N,mq=on,vectors=2N+2; hlsvmm --queues N); unset:
+# each VMM's default. More than 1 needs a multi_queue BENCH_TAP (BENCH_TAP_MQ=1 makes one).
 BENCH_VMM_PID= BENCH_LOG=
 
 # bench_label VARIANT: the label results carry, e.g. "qemu vhost=on".
@@ -30,7 +32,7 @@ bench_label() {
 # bench_net_up: bridge hlsbr0 and TAP BENCH_TAP, unless they exist.
 bench_net_up() {
 	ip link show "$TB_BRIDGE" >/dev/null 2>&1 || tb_bridge_up || { echo "bench: bridge $TB_BRIDGE failed" >&2; return 1; }
-	ip link show "$BENCH_TAP" >/dev/null 2>&1 || tb_tap_add "$BENCH_TAP" || { echo "bench: TAP $BENCH_TAP failed" >&2; return 1; }
+	ip link show "$BENCH_TAP" >/dev/null 2>&1 || tb_tap_add "$BENCH_TAP" ${BENCH_TAP_MQ:+multi_queue} || { echo "bench: TAP $BENCH_TAP failed" >&2; return 1; }
 }
 
 # bench_hlsvmm_net_missing: print the virtio-net flags `hlsvmm run` lacks (none: it has them all).
@@ -55,7 +57,7 @@ bench_boot() {
 	case $v in
 	qemu-*)
 		QEMU_GUEST_APPEND=${BENCH_APPEND:-} QEMU_GUEST_TAP=$BENCH_TAP QEMU_GUEST_VHOST=$vhost QEMU_GUEST_MAC=$BENCH_MAC QEMU_GUEST_MEM=$BENCH_MEM \
-			QEMU_GUEST_CPUS=$BENCH_CPUS QEMU_GUEST_LOG=$BENCH_LOG qemu_guest_start
+			QEMU_GUEST_CPUS=$BENCH_CPUS QEMU_GUEST_QUEUES=${BENCH_QUEUES:-1} QEMU_GUEST_LOG=$BENCH_LOG qemu_guest_start
 		BENCH_VMM_PID=$QEMU_GUEST_PID
 		;;
 	hlsvmm-*)
@@ -69,7 +71,7 @@ bench_boot() {
 		hlsvmm run --kernel "$HLSVMM_KERNEL" --initrd "$HLSVMM_INITRD" --mem "$BENCH_MEM" --vcpus "$BENCH_CPUS" \
 			--cmdline "console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.dumbkbd nomodeset quiet ip=$TB_GUEST_IP::$TB_GATEWAY:255.255.255.0::eth0:off ${BENCH_APPEND:-}" \
 			--serial tcp:127.0.0.1:17022 --serial-log "$BENCH_LOG" \
-			--tap "$BENCH_TAP" --mac "$BENCH_MAC" --vhost "$vhost" \
+			--tap "$BENCH_TAP" --mac "$BENCH_MAC" --vhost "$vhost" ${BENCH_QUEUES:+--queues "$BENCH_QUEUES"} \
 			</dev/null >"$BENCH_LOG.vmm" 2>&1 &
 		BENCH_VMM_PID=$!
 		;;

@@ -44,9 +44,10 @@ tb_bridge_up() {
 		ip link set "$TB_BRIDGE" up
 }
 
-# tb_tap_add TAP: a persistent TAP with a virtio-net header, enslaved to TB_BRIDGE and up.
+# tb_tap_add TAP [multi_queue]: a persistent TAP with a virtio-net header, enslaved to TB_BRIDGE
+# and up; multi_queue for VMMs that open it with several queues.
 tb_tap_add() {
-	ip tuntap add "$1" mode tap vnet_hdr &&
+	ip tuntap add "$1" mode tap vnet_hdr ${2:-} &&
 		ip link set "$1" master "$TB_BRIDGE" &&
 		ip link set "$1" up
 }
@@ -99,9 +100,12 @@ vhost_worker() {
 #   QEMU_GUEST_LOG (serial console log; default $HLSVMM_OUT/qemu-guest.log; LOG.qemu has QEMU's
 #   output, LOG.resets the vCPU state at each reset: a guest that reset shows where it was)
 #   QEMU_GUEST_CONSOLE_PORT (17022: the serial console on 127.0.0.1, like hlsvmm's)
+#   QEMU_GUEST_QUEUES (1; N > 1: N queue pairs the way the users run it, queues=N on a multi_queue
+#   TAP, mq=on and vectors=2N+2)
 # Sets QEMU_GUEST_PID. The guest prints HLSVMM-GUEST-READY on its console when the origin listens.
 qemu_guest_start() {
-	local tap=${QEMU_GUEST_TAP:-hlstap0}
+	local tap=${QEMU_GUEST_TAP:-hlstap0} q=${QEMU_GUEST_QUEUES:-1} mq_netdev= mq_device=
+	[ "$q" -le 1 ] || mq_netdev=,queues=$q mq_device=,mq=on,vectors=$((2 * q + 2))
 	QEMU_GUEST_LOG=${QEMU_GUEST_LOG:-${HLSVMM_OUT:-/tmp}/qemu-guest.log}
 	: >"$QEMU_GUEST_LOG"
 	qemu-system-x86_64 \
@@ -112,8 +116,8 @@ qemu_guest_start() {
 		-append "console=ttyS0 quiet panic=-1 ip=$TB_GUEST_IP::$TB_GATEWAY:255.255.255.0::eth0:off ${QEMU_GUEST_APPEND:-}" \
 		-chardev socket,id=con,host=127.0.0.1,port="${QEMU_GUEST_CONSOLE_PORT:-17022}",server=on,wait=off,logfile="$QEMU_GUEST_LOG" \
 		-serial chardev:con \
-		-netdev tap,id=n0,ifname="$tap",script=no,downscript=no,vhost="${QEMU_GUEST_VHOST:-on}" \
-		-device virtio-net-pci,netdev=n0,mac="${QEMU_GUEST_MAC:-52:54:00:17:70:10}" \
+		-netdev tap,id=n0,ifname="$tap",script=no,downscript=no,vhost="${QEMU_GUEST_VHOST:-on}"$mq_netdev \
+		-device virtio-net-pci,netdev=n0,mac="${QEMU_GUEST_MAC:-52:54:00:17:70:10}"$mq_device \
 		-d cpu_reset -D "$QEMU_GUEST_LOG.resets" \
 		</dev/null >"$QEMU_GUEST_LOG.qemu" 2>&1 &
 	QEMU_GUEST_PID=$!
