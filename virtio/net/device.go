@@ -43,6 +43,9 @@ type Config struct {
 	Pairs   []Pair
 	Metrics *Metrics
 	Logger  *slog.Logger
+	// Tuning chooses the offloads and ring features offered (tuning.go);
+	// nil: DefaultTuning.
+	Tuning *Tuning
 }
 
 var _ virtio.Device = (*Device)(nil)
@@ -101,10 +104,17 @@ func New(cfg Config) (*Device, error) {
 	if qsize&(qsize-1) != 0 || qsize > 32768 {
 		return nil, fmt.Errorf("virtio-net queue size %d: must be a power of two up to 32768", qsize)
 	}
+	tuning := DefaultTuning()
+	if cfg.Tuning != nil {
+		tuning = *cfg.Tuning
+	}
+	if err := tuning.Validate(); err != nil {
+		return nil, fmt.Errorf("virtio-net: %w", err)
+	}
 	d := &Device{
 		pairs:    cfg.Pairs,
 		space:    configSpace(mac, mtu, len(cfg.Pairs)),
-		features: DeviceFeatures | RingFeatures,
+		features: tuning.Features(DeviceFeatures | RingFeatures),
 		qsize:    qsize,
 		metrics:  cfg.Metrics,
 		log:      cfg.Logger,

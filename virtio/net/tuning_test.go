@@ -169,3 +169,46 @@ func TestTapOffloadRealTap(t *testing.T) {
 		}
 	}
 }
+
+func TestDeviceTuning(t *testing.T) {
+	pairs := func() []Pair { return []Pair{{&fakeBackend{features: RingFeatures}, newFakeTap()}} }
+	d, err := New(Config{Pairs: pairs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := d.Features(), DeviceFeatures|RingFeatures; got != want {
+		t.Errorf("no Tuning: offered %#x, want today's %#x", got, want)
+	}
+	none := Tuning{Offload: OffloadNone, EventIdx: true, IndirectDesc: true}
+	d, err = New(Config{Pairs: pairs(), Tuning: &none})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := d.Features(), (DeviceFeatures|RingFeatures)&^OffloadFeatures&^bitsOf(FeatureMrgRxbuf); got != want {
+		t.Errorf("offload none, no MRG_RXBUF: offered %#x, want %#x", got, want)
+	}
+	if _, err := New(Config{Pairs: pairs(), Tuning: &Tuning{Offload: OffloadECN | OffloadCsum}}); err == nil || !strings.Contains(err.Error(), "ecn needs tso4 or tso6") {
+		t.Errorf("invalid tuning: %v", err)
+	}
+
+	// UFO offered, accepted, and handed to the TAP.
+	ufo := DefaultTuning()
+	ufo.Offload |= OffloadUFO
+	p := pairs()
+	d, err = New(Config{Pairs: p, Tuning: &ufo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !virtio.HasFeature(d.Features(), FeatureGuestUFO) || !virtio.HasFeature(d.Features(), FeatureHostUFO) {
+		t.Fatalf("ufo not offered: %#x", d.Features())
+	}
+	acked := bitsOf(virtio.FeatureVersion1, FeatureGuestCsum, FeatureGuestUFO)
+	_, _, _, a, _ := activation(t, acked, 256)
+	if err := d.Activate(a); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Reset()
+	if off, ok := p[0].Tap.(*fakeTap).lastOffload(); !ok || off != unix.TUN_F_CSUM|unix.TUN_F_UFO {
+		t.Errorf("TAP offload %#x, want CSUM|UFO", off)
+	}
+}
