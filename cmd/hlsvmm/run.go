@@ -43,6 +43,8 @@ func runCommand() *cli.Command {
 		Usage: "boot a Linux bzImage in a KVM microVM with a serial console",
 		UsageText: "hlsvmm run --kernel BZIMAGE [--initrd INITRD] [--cmdline ...] [--append ...] [--mem MiB] [--vcpus N] [--serial tcp:HOST:PORT|stdio|none]\n" +
 			"       [--net bridge|macvtap|tap|none] [--tap NAME] [--mac MAC] [--vhost auto|on|off] [--queues N] [--vm-ip IP] [--keep-network]\n" +
+			"       [--queue-size N] [--offload LIST|none] [--event-idx on|off] [--indirect-desc on|off] [--mrg-rxbuf on|off]\n" +
+			"       [--busy-poll µs] [--tap-sndbuf SIZE|unlimited] [--vcpu-affinity CPULIST|none]\n" +
 			"       [--metrics HOST:PORT] [--disk PATH[,ro]]... [--share PATH:TAG,ro]...",
 		Flags: append(append(append([]cli.Flag{
 			&cli.StringFlag{Name: "kernel", Usage: "x86-64 Linux bzImage (e.g. /boot/vmlinuz-*)", Required: true},
@@ -53,7 +55,7 @@ func runCommand() *cli.Command {
 			&cli.IntFlag{Name: "vcpus", Value: defaultVCPUs, Usage: "number of vCPUs"},
 			&cli.StringFlag{Name: "serial", Value: console.DefaultSpec, Usage: "console: tcp:HOST:PORT (server), stdio or none"},
 			&cli.StringFlag{Name: "serial-log", Usage: "also write all console output to this file"},
-		}, append(netFlags(), hostnetFlags()...)...), metricsFlags()...), deviceFlags()...),
+		}, append(append(netFlags(), tuningFlags()...), hostnetFlags()...)...), metricsFlags()...), deviceFlags()...),
 		Action: runAction,
 	}
 }
@@ -84,6 +86,10 @@ func runAction(c *cli.Context) error {
 		return exitWith(2, fmt.Errorf("--serial: %w", err))
 	}
 	netOpts, netPlan, err := parseRunNet(c) // --net: run_hostnet.go
+	if err != nil {
+		return exitWith(2, err)
+	}
+	tuning, err := parseRunTuning(c, vcpus, netOpts) // the datapath knobs: run_tuning.go
 	if err != nil {
 		return exitWith(2, err)
 	}
@@ -184,10 +190,13 @@ func runAction(c *cli.Context) error {
 		}
 	}
 
-	m, err := vmm.NewMachine(sys, guest, vmm.MachineOptions{Logger: slog.Default(), Console: con})
+	m, err := vmm.NewMachine(sys, guest, vmm.MachineOptions{Logger: slog.Default(), Console: con, VCPUAffinity: tuning.cpuSets()})
 	if err != nil {
 		if errors.Is(err, vmm.ErrTooManyVCPUs) {
 			return exitWith(2, fmt.Errorf("--vcpus %d: %w", vcpus, err))
+		}
+		if errors.Is(err, vmm.ErrAffinity) {
+			return exitWith(2, fmt.Errorf("--vcpu-affinity: %w", err))
 		}
 		return exitWith(1, err)
 	}
@@ -197,6 +206,7 @@ func runAction(c *cli.Context) error {
 			return exitWith(1, err)
 		}
 		slog.Info(netDev.describe(netOpts))
+		slog.Info("net0 tuning: " + netDev.tuning.String())
 	}
 	if err := devs.attach(m, slog.Default()); err != nil {
 		return exitWith(1, err)

@@ -56,7 +56,7 @@ func (r *runMetrics) register(m *vmm.Machine, con *console.Console, spec console
 		if nd.datapath == metrics.DatapathUserspace {
 			d.Snapshot = nd.dev.Metrics().Snapshot
 		}
-		errs = append(errs, r.reg.AddNet(d))
+		errs = append(errs, r.reg.AddNet(d), r.reg.AddNetTuning(d.Name, nd.tuning.Map()))
 	}
 	errs = append(errs, devs.addMetrics(r.reg))
 	return errors.Join(errs...)

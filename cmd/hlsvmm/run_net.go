@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	stdnet "net"
+	"time"
 
 	"github.com/hlsvmm/hlsvmm/hostnet"
 	"github.com/hlsvmm/hlsvmm/vhost"
@@ -47,6 +48,9 @@ type netOptions struct {
 	queuesSet bool // --queues given: a TAP that cannot have them is an error
 	macvtap   int  // the macvtap's ifindex: open /dev/tapN instead of the TAP by name
 	managed   bool // --net bridge/macvtap: hlsvmm puts the TAP where it belongs
+
+	// tuning holds the datapath knobs (run_tuning.go); nil: the defaults.
+	tuning *tuningOptions
 }
 
 // parseNetFlags checks --tap, --mac, --vhost and --queues; nil options
@@ -93,6 +97,9 @@ type netDevice struct {
 	tap      *hostnet.Tap
 	datapath string // the backends' Name()
 	created  bool   // hlsvmm created the TAP: the kernel deletes it when it is closed
+
+	// tuning holds the knobs as applied: no busy-poll on the userspace datapath.
+	tuning *tuningOptions
 }
 
 // openNet opens (or creates) the TAP with one queue per pair and the
@@ -101,9 +108,13 @@ type netDevice struct {
 // them). On failure it closes what it opened: a TAP it created disappears
 // with its last fd, a pre-existing TAP is left as it was.
 func openNet(o *netOptions, log *slog.Logger) (_ *netDevice, err error) {
+	tuning := *defaultTuning()
+	if o.tuning != nil {
+		tuning = *o.tuning
+	}
 	_, lookErr := stdnet.InterfaceByName(o.tap)
 	created := lookErr != nil && o.macvtap == 0
-	tap, err := openTap(o, log)
+	tap, err := openTap(o, tuning.tapSndBuf, log)
 	if err != nil {
 		return nil, err
 	}
@@ -114,27 +125,33 @@ func openNet(o *netOptions, log *slog.Logger) (_ *netDevice, err error) {
 	}()
 	metrics := new(vnet.Metrics)
 	log = log.With("net", "net0")
-	backends, err := openBackends(o, tap, metrics, log)
+	backends, err := openBackends(o, tap, tuning.busyPoll, metrics, log)
 	if err != nil {
 		return nil, err
+	}
+	if _, vhostNet := backends[0].(*vhost.NetBackend); !vhostNet && tuning.busyPoll != 0 {
+		log.Warn("--busy-poll ignored: the userspace datapath does not busy-poll", "busy_poll_us", tuning.busyPoll/time.Microsecond)
+		tuning.busyPoll = 0
 	}
 	pairs := make([]vnet.Pair, len(backends))
 	for i, b := range backends {
 		pairs[i] = vnet.Pair{Backend: b, Tap: tap.Queue(i)}
 	}
-	dev, err := vnet.New(vnet.Config{MAC: o.mac, Pairs: pairs, Metrics: metrics, Logger: log})
+	dev, err := vnet.New(vnet.Config{MAC: o.mac, Pairs: pairs, Metrics: metrics, Logger: log,
+		QueueSize: uint16(tuning.queueSize), Tuning: &tuning.tuning})
 	if err != nil {
 		closeBackends(backends)
 		return nil, err
 	}
-	return &netDevice{dev: dev, tap: tap, datapath: backends[0].Name(), created: created}, nil
+	return &netDevice{dev: dev, tap: tap, datapath: backends[0].Name(), created: created, tuning: &tuning}, nil
 }
 
-// openTap opens the TAP (or the macvtap) with o.queues queues. With the
-// default --queues, a TAP without multi_queue gets one queue, not an error.
-func openTap(o *netOptions, log *slog.Logger) (*hostnet.Tap, error) {
+// openTap opens the TAP (or the macvtap) with o.queues queues and a send
+// buffer of sndbuf bytes (0: unlimited). With the default --queues, a TAP
+// without multi_queue gets one queue, not an error.
+func openTap(o *netOptions, sndbuf int, log *slog.Logger) (*hostnet.Tap, error) {
 	open := func(n int) (*hostnet.Tap, error) {
-		opts := &hostnet.TapOptions{Queues: n}
+		opts := &hostnet.TapOptions{Queues: n, SndBuf: sndbuf}
 		if o.macvtap > 0 {
 			return hostnet.OpenMacvtap(o.macvtap, opts)
 		}
@@ -158,8 +175,9 @@ func openTap(o *netOptions, log *slog.Logger) (*hostnet.Tap, error) {
 // openBackends makes one backend per TAP queue, all vhost-net (one
 // /dev/vhost-net descriptor each) or all the userspace datapath, never a
 // mix: with --vhost auto the userspace datapath serves every pair when the
-// first /dev/vhost-net cannot be used; a later failure is an error.
-func openBackends(o *netOptions, tap *hostnet.Tap, m *vnet.Metrics, log *slog.Logger) ([]vnet.Backend, error) {
+// first /dev/vhost-net cannot be used; a later failure is an error. A
+// non-zero busyPoll is set on every vhost-net descriptor (--busy-poll).
+func openBackends(o *netOptions, tap *hostnet.Tap, busyPoll time.Duration, m *vnet.Metrics, log *slog.Logger) ([]vnet.Backend, error) {
 	var bs []vnet.Backend
 	if o.vhost != vhostOff {
 		for i := range tap.Queues() {
@@ -174,6 +192,13 @@ func openBackends(o *netOptions, tap *hostnet.Tap, m *vnet.Metrics, log *slog.Lo
 					return nil, fmt.Errorf("--vhost %s: queue pair %d: %w", o.vhost, i, err)
 				}
 				return nil, fmt.Errorf("--vhost %s: %w", o.vhost, err)
+			}
+			if busyPoll != 0 {
+				if err := vh.SetBusyPoll(busyPoll); err != nil {
+					vh.Close()
+					closeBackends(bs)
+					return nil, fmt.Errorf("--busy-poll %d: %w", busyPoll/time.Microsecond, err)
+				}
 			}
 			bs = append(bs, vhost.NewNetBackend(vh, tap.Queue(i).Fd()))
 		}

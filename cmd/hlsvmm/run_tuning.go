@@ -119,6 +119,20 @@ func parseTuning(c *cli.Context, vcpus int, vhostMode string) (*tuningOptions, e
 	return t, nil
 }
 
+// parseRunTuning checks the tuning flags of `run` and hands the network
+// device's options (nil: --net none) the knobs.
+func parseRunTuning(c *cli.Context, vcpus int, netOpts *netOptions) (*tuningOptions, error) {
+	vhostMode := ""
+	if netOpts != nil {
+		vhostMode = netOpts.vhost
+	}
+	t, err := parseTuning(c, vcpus, vhostMode)
+	if err == nil && netOpts != nil {
+		netOpts.tuning = t
+	}
+	return t, err
+}
+
 func parseQueueSize(s string) (int, error) {
 	n, err := strconv.Atoi(strings.TrimSpace(s))
 	if err != nil || n < minQueueSize || n > maxQueueSize || n&(n-1) != 0 {
