@@ -77,7 +77,7 @@ testbed-run: ## run one script as root in the test bed: make testbed-run SCRIPT=
 
 .PHONY: testbed-run
 
-bench: ## in the test bed: datapath table (QEMU and hlsvmm, vhost on/off; DATAPATH_BYTES=64MiB ...) and the HLS load side by side (HLS_CLIENTS=300 HLS_DURATION=30s HLS_LINK_MIBS HLS_RPS HLS_LINK_SHARE=50; the stream is sized to the guest, see tests/e2e/sizing.sh)
+bench: ## in the test bed: datapath table (QEMU and hlsvmm, vhost on/off; DATAPATH_BYTES=64MiB ...) and the HLS load side by side (HLS_CLIENTS=300 HLS_DURATION=30s HLS_LINK_MIBS HLS_RPS HLS_LINK_SHARE=15; the stream is sized to the guest, see tests/e2e/sizing.sh)
 	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-2400} \
 	HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} DATAPATH_BYTES DATAPATH_STREAMS DATAPATH_SAMPLES DATAPATH_VARIANTS DATAPATH_BASELINE DATAPATH_TIMEOUT HLS_CLIENTS HLS_DURATION HLS_VARIANTS HLS_LINK_MIBS HLS_RPS HLS_LINK_SHARE" \
 		tests/testbed/run tests/bench/all.sh

@@ -31,19 +31,17 @@ say "curl http://127.0.0.1:17080/health"
 h=$(curl -sS --max-time 10 http://127.0.0.1:17080/health) && [ "$h" = OK ] || die "/health said '$h'"
 echo "$h"
 
-say "measure the guest: hlsvmm bench datapath (16 MiB guest→host, 30 requests one at a time)"
-hlsvmm bench datapath --url http://10.177.0.10:17080 --bytes 16MiB --latency-samples 30 --echo none --json --progress none \
+say "measure the guest: hlsvmm bench datapath (16 MiB guest→host, 320 requests over 32 connections)"
+hlsvmm bench datapath --url http://10.177.0.10:17080 "${SIZE_MEASURE[@]}" --json --progress none \
 	>"$dir/link.json" 2>"$dir/link.err" || { cat "$dir/link.err"; die "link measurement"; }
-mibs=$(jq -r '.guest_to_host.mib_per_s*10|round/10' "$dir/link.json")
-p50=$(jq -r '.http_latency.p50_ms|round' "$dir/link.json")
-size_stream "$mibs" "$p50" "$CLIENTS"
+size_from_json "$dir/link.json" "$CLIENTS"
 if [ -n "$STREAM_NOTE" ]; then
 	echo "$STREAM_NOTE"
 	origin_restart 17022 "$BITRATE" "$SEGMENT" || die "origin restart"
 	echo "origin restarted: $((BITRATE / 1000)) kbit/s, ${SEGMENT} s segments (127.0.0.1:17100/metrics)"
 	# At least three segments per player, so that each follows the live edge.
 	d=${DURATION%s}; [[ $d =~ ^[0-9]+$ ]] && [ "$d" -lt $((3 * SEGMENT)) ] && DURATION=$((3 * SEGMENT))s && echo "load duration $DURATION (three segments)"
-else echo "link ≈ $mibs MiB/s, requests ≈ $p50 ms: $CLIENTS × 2 Mbit/s with 2 s segments fits"; fi
+else echo "$CLIENTS × 2 Mbit/s with 2 s segments fits what the guest serves"; fi
 
 say "hlsvmm bench hls --clients $CLIENTS --duration $DURATION (through 127.0.0.1:17080)"
 hlsvmm bench hls --url http://127.0.0.1:17080 --clients "$CLIENTS" --duration "$DURATION" --ramp "${SEGMENT}s" --progress lines

@@ -97,17 +97,18 @@ if hlsvmm network check --vm >"$OUT/check.txt" 2>&1; then
 	else pass "network check --vm: $(grep -c '✓' "$OUT/check.txt") ✓, vhost-net ✓, no ✗"; fi
 else fail "network check --vm exited $?"; indent <"$OUT/check.txt"; fi
 grep -v '✓' "$OUT/check.txt" | indent
-curl -sS --max-time 10 http://127.0.0.1:17190/metrics | grep -q 'datapath="vhost-net"' &&
+# (Into a file first: under pipefail, grep -q quitting early would fail curl with SIGPIPE.)
+curl -sS --max-time 10 http://127.0.0.1:17190/metrics >"$OUT/vm1-metrics.txt" 2>&1 && grep -q 'datapath="vhost-net"' "$OUT/vm1-metrics.txt" &&
 	pass "vm1: --metrics names the vhost-net datapath" || fail "vm1: /metrics lacks datapath=\"vhost-net\""
 
 # hls_load: measure the guest, size the stream to it, restart the origin with it, run the load.
 hls_load() {
 	local d
-	if ! hlsvmm bench datapath --url http://10.177.0.10:17080 --bytes 16MiB --latency-samples 30 --echo none --json \
-		--progress none >"$OUT/link.json" 2>"$OUT/link.err"; then
+	if ! hlsvmm bench datapath --url http://10.177.0.10:17080 "${SIZE_MEASURE[@]}" --json --progress none \
+		>"$OUT/link.json" 2>"$OUT/link.err"; then
 		fail "measure the guest for the load"; tail -n 5 "$OUT/link.err" | indent; return
 	fi
-	size_stream "$(jq -r '.guest_to_host.mib_per_s*10|round/10' "$OUT/link.json")" "$(jq -r '.http_latency.p50_ms|round' "$OUT/link.json")" "$CLIENTS"
+	size_from_json "$OUT/link.json" "$CLIENTS"
 	echo "  ${STREAM_NOTE:-stream 2 Mbit/s, 2 s segments}"
 	origin_restart 17022 "$BITRATE" "$SEGMENT" || { fail "restart the origin sized for the load"; return; }
 	d=${DURATION%s}

@@ -14,7 +14,7 @@
 # vhost transfer is at most NET_CPU_MAX_PCT (5) % of the same transfer with --vhost off; both printed.
 # And a TAP hlsvmm creates itself disappears when hlsvmm exits. Prints PASS/FAIL per check.
 # Settings: NET_BYTES (256MiB), NET_TRANSFER_TIMEOUT (300s per direction), NET_HLS_DURATION (30s),
-# NET_HLS_LINK_SHARE (50), NET_CPU_MAX_PCT (5). The emulated link moves 2-10 MiB/s depending on what
+# HLS_LINK_SHARE (15, see tests/e2e/sizing.sh), NET_CPU_MAX_PCT (5). The emulated link moves 2-10 MiB/s depending on what
 # else runs on the cores, and one request takes ~17 ms in the nested guest: the HLS check sizes the
 # stream from the transfer and request latency just measured (tests/e2e/sizing.sh).
 set -uo pipefail
@@ -131,8 +131,6 @@ run_mode() {
 	local st=$?
 	read -r -a c1 < <(own_cpu "$pid")
 	j=$OUT/$mode-datapath.json
-	hlsvmm bench datapath --url "$URL" --bytes 1KiB --latency-samples 30 --echo none --json --progress none \
-		>"$OUT/$mode-latency.json" 2>&1
 	if [ $st -eq 0 ] && [ "$(jq -r '.guest_to_host.verified and .host_to_guest.verified' "$j")" = true ]; then
 		pass "vhost=$mode: $BYTES each way byte-exact: guest→host $(jq -r '.guest_to_host.mib_per_s|.*100|round/100' "$j") MiB/s, host→guest $(jq -r '.host_to_guest.mib_per_s|.*100|round/100' "$j") MiB/s"
 	else
@@ -144,9 +142,9 @@ run_mode() {
 	echo "  hlsvmm CPU during the vhost=$mode transfers: own $(awk -v t="${OWN[$mode]}" 'BEGIN{printf "%.2f", t/100}') s, all threads incl. vCPUs $(awk -v t="${RAW[$mode]}" 'BEGIN{printf "%.2f", t/100}') s"
 
 	tb_phase "vhost=$mode hls"
-	# The stream is sized from this mode's transfer and request latency (tests/e2e/sizing.sh).
-	HLS_LINK_SHARE=${NET_HLS_LINK_SHARE:-50} size_stream "$(jq -r '.guest_to_host.mib_per_s // 1' "$j" 2>/dev/null)" \
-		"$(jq -r '.http_latency.p50_ms // 0 | round' "$OUT/$mode-latency.json" 2>/dev/null)" 50
+	# The stream is sized from what this mode's guest serves (tests/e2e/sizing.sh).
+	hlsvmm bench datapath --url "$URL" "${SIZE_MEASURE[@]}" --json --progress none >"$OUT/$mode-size.json" 2>&1
+	size_from_json "$OUT/$mode-size.json" 50
 	echo "  50 clients: ${STREAM_NOTE:-stream 2 Mbit/s, 2 s segments}"
 	if origin_restart "$PORT" "$BITRATE" "$SEGMENT" "http://$TB_GUEST_IP:9100/metrics" &&
 		hlsvmm bench hls --url "$URL" --clients 50 --duration "$HLS_DURATION" --ramp "${SEGMENT}s" --json --progress none \
