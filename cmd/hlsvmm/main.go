@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -71,7 +72,10 @@ func usageError(c *cli.Context, err error, _ bool) error {
 			name = " " + l.Command.Name + name
 		}
 	}
-	return exitWith(2, fmt.Errorf("%w (hlsvmm%s --help lists the flags)", err, name))
+	// The library names flags with one dash ("flag -vcpus"); hlsvmm's
+	// messages and help use two.
+	msg := strings.Replace(err.Error(), " -", " --", 1)
+	return exitWith(2, fmt.Errorf("%s (hlsvmm%s --help lists the flags)", msg, name))
 }
 
 func main() {

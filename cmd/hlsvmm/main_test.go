@@ -13,17 +13,17 @@ func TestUsageErrorIsOneLine(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"run", "--vcpus", "many"}, `invalid value "many" for flag -vcpus: parse error (hlsvmm run --help lists the flags)`},
+		{[]string{"run", "--vcpus", "many"}, `invalid value "many" for flag --vcpus: parse error (hlsvmm run --help lists the flags)`},
 		{[]string{"bench", "hls", "--clients", "x"}, `(hlsvmm bench hls --help lists the flags)`},
-		{[]string{"network", "setup", "--nope"}, `flag provided but not defined: -nope (hlsvmm network setup --help lists the flags)`},
-		{[]string{"--bogus"}, `flag provided but not defined: -bogus (hlsvmm --help lists the flags)`},
+		{[]string{"network", "setup", "--nope"}, `flag provided but not defined: --nope (hlsvmm network setup --help lists the flags)`},
+		{[]string{"--bogus"}, `flag provided but not defined: --bogus (hlsvmm --help lists the flags)`},
 	} {
 		app := newApp()
 		var out strings.Builder
 		app.Writer, app.ErrWriter = &out, &out
 		err := app.Run(append([]string{"hlsvmm"}, tc.args...))
 		var ee *exitError
-		if !errors.As(err, &ee) || ee.code != 2 {
+		if !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(err.Error(), " --") {
 			t.Errorf("%v: error %v, want exit status 2", tc.args, err)
 			continue
 		}
