@@ -34,11 +34,12 @@ stop_vm() {
 }
 trap stop_vm EXIT
 
-# guest MARKER CMD: run CMD in the guest's console shell, wait for MARKER (60 s); the output between
-# "MARKER-BEGIN" and MARKER is then in $OUT/MARKER.txt.
+# guest TAG CMD: run CMD in the guest's console shell and wait (60 s) for its end; its output is
+# then in $OUT/TAG.txt. (The end marker must not start with the begin marker: wait_marker matches
+# line prefixes.)
 guest() {
-	console_send "$PORT" "echo $1-BEGIN; $2; echo $1" && wait_marker "$log" "$1" 60 "$pid" >/dev/null &&
-		sed -n "/^$1-BEGIN/,/^$1\$/p" "$log" | tr -d '\r' | sed '1d;$d' >"$OUT/$1.txt"
+	console_send "$PORT" "echo $1-BEGIN; $2; echo $1-END" && wait_marker "$log" "$1-END" 60 "$pid" >/dev/null &&
+		sed -n "/^$1-BEGIN/,/^$1-END/p" "$log" | tr -d '\r' | sed '1d;$d' >"$OUT/$1.txt"
 }
 
 # queues_in_guest TAG: "RX TX", the guest's rx-N and tx-N queue counts.
