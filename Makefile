@@ -68,7 +68,7 @@ testbed-mq: ## issue 8's multiqueue checks in the test bed: --vcpus 4 --queues 4
 		tests/testbed/run tests/net/mq.sh
 
 bench-mq: ## in the test bed: QEMU queues=4,mq=on,vectors=10 vs hlsvmm --queues 4 vs --queues 1, 4 vCPUs, 8 flows each way (MQ_BYTES MQ_STREAMS MQ_SAMPLES MQ_QUEUES MQ_VCPUS)
-	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-2400} HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} MQ_BYTES MQ_STREAMS MQ_SAMPLES MQ_QUEUES MQ_VCPUS MQ_MEM" \
+	HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-2400} HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} MQ_BYTES MQ_STREAMS MQ_SAMPLES MQ_QUEUES MQ_VCPUS MQ_MEM MQ_TIMEOUT" \
 		tests/testbed/run tests/bench/mq.sh
 
 .PHONY: testbed-mq bench-mq

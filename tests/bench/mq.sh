@@ -6,7 +6,7 @@
 #   hlsvmm --vhost on --queues 1
 # one after the other in the same L1, on one multi_queue TAP; `hlsvmm bench combine` prints the
 # table with ratios against QEMU. Settings: MQ_BYTES (32MiB per direction), MQ_SAMPLES (200
-# latency samples), MQ_QUEUES (4). Results in $HLSVMM_OUT/bench/mq-*.json, mq-comparison.md.
+# latency samples), MQ_QUEUES (4), MQ_TIMEOUT (3m per phase: a stalled flow fails the row). Results in $HLSVMM_OUT/bench/mq-*.json, mq-comparison.md.
 set -uo pipefail
 . "$HLSVMM_REPO/tests/bench/lib.sh"
 trap bench_stop EXIT
@@ -26,7 +26,7 @@ for row in "qemu-vhost-on $queues" "hlsvmm-vhost-on $queues" "hlsvmm-vhost-on 1"
 	out=$BENCH_OUT/mq-$v-q$q.json rc=0
 	hlsvmm bench datapath --json --progress lines --label "$label" --vmm-pid "$BENCH_VMM_PID" \
 		--url "http://$TB_GUEST_IP:$TB_ORIGIN_PORT" --bytes "$bytes" --streams "$streams" \
-		--latency-samples "$samples" >"$out" || rc=$?
+		--latency-samples "$samples" --timeout "${MQ_TIMEOUT:-3m}" >"$out" || rc=$?
 	[ "$rc" = 0 ] || bench_diagnose "$v"
 	case $rc in
 	0) files+=("$out") ;;
