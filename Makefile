@@ -4,7 +4,7 @@ BIN     := bin/hlsvmm
 GOFLAGS := -trimpath
 export CGO_ENABLED := 0
 # A test-bed run that fails through a fault of the nested emulation (exit 126: L1 wedged, or an L2
-# guest reset before its first console byte) is run once more; see tests/testbed/run.
+# guest reset before its first console byte) is run again, up to twice; see tests/testbed/run.
 export HLSVMM_TESTBED_RETRIES ?= 2
 
 .PHONY: all build test check-fmt check-nix vet unit testbed-test testbed-net testbed-storage testbed-storage-sum demo help
