@@ -8,7 +8,7 @@ ST_PORT=${ST_PORT:-17022}
 ST_OUT=${HLSVMM_OUT:-/tmp}
 # What a NixOS guest passes: hlsvmm must hand it to the kernel untouched.
 ST_NIXOS_PARAMS="init=/sbin/init regInfo=/nix/store/0123456789abcdfghijklmnpqrsvwxyz-closure-info/registration root=fstab"
-ST_CMDLINE_BASE="console=ttyS0 panic=1 i8042.noaux i8042.nomux i8042.dumbkbd nomodeset quiet"
+ST_CMDLINE_BASE=${ST_CMDLINE_BASE:-"console=ttyS0 panic=1 i8042.noaux i8042.nomux i8042.dumbkbd nomodeset quiet"} # without quiet (and with ignore_loglevel) a stall report shows its NMI backtraces
 
 # st_prepare: the assets (tests/storage/assets, built on the host by the make targets; rebuilt here
 # if stale), copied to L1's tmpfs with ST_COPY=1 (benchmarks: no outer 9p under the figures; tests
