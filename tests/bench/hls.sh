@@ -29,14 +29,14 @@ if [ -z "$mibs" ] || [ -z "$rps" ]; then
 		--json --progress none >"$BENCH_OUT/hls-link.json" || tb_fail "link measurement"
 	bench_stop
 	mibs=$(jq -r '.guest_to_host.mib_per_s' "$BENCH_OUT/hls-link.json") rps=$(jq -r '.http_rate.requests_per_s' "$BENCH_OUT/hls-link.json")
-	src="16 MiB guest→host and 320 requests over 32 connections under QEMU vhost=on"
+	src="bench datapath ${SIZE_MEASURE[*]} under QEMU vhost=on"
 fi
 mibs=$(awk -v m="$mibs" 'BEGIN{printf "%.1f", m}') rps=$(awk -v m="$rps" 'BEGIN{printf "%d", m}')
 size_stream "$mibs" "$rps" "$clients"; bitrate=$BITRATE segment=$SEGMENT
 if [ -n "$STREAM_NOTE" ]; then echo "hls: test bed: $STREAM_NOTE (from $src)"
 else echo "hls: link ≈ $mibs MiB/s, $rps requests/s ($src): $clients × 2 Mbit/s with 2 s segments fits"; fi
-d=${duration%s}
-[[ $d =~ ^[0-9]+$ ]] && [ "$d" -lt $((3 * segment)) ] && duration=$((3 * segment))s && echo "hls: load duration $duration (three segments)"
+d=$(stream_duration "$duration")
+[ "$d" = "$duration" ] || { duration=$d; echo "hls: load duration $duration (three segments)"; }
 
 files=() problems=()
 for v in $variants; do

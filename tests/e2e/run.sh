@@ -103,7 +103,6 @@ curl -sS --max-time 10 http://127.0.0.1:17190/metrics >"$OUT/vm1-metrics.txt" 2>
 
 # hls_load: measure the guest, size the stream to it, restart the origin with it, run the load.
 hls_load() {
-	local d
 	if ! hlsvmm bench datapath --url http://10.177.0.10:17080 "${SIZE_MEASURE[@]}" --json --progress none \
 		>"$OUT/link.json" 2>"$OUT/link.err"; then
 		fail "measure the guest for the load"; tail -n 5 "$OUT/link.err" | indent; return
@@ -111,8 +110,7 @@ hls_load() {
 	size_from_json "$OUT/link.json" "$CLIENTS"
 	echo "  ${STREAM_NOTE:-stream 2 Mbit/s, 2 s segments}"
 	origin_restart 17022 "$BITRATE" "$SEGMENT" || { fail "restart the origin sized for the load"; return; }
-	d=${DURATION%s}
-	[[ $d =~ ^[0-9]+$ ]] && [ "$d" -lt $((3 * SEGMENT)) ] && DURATION=$((3 * SEGMENT))s # three segments each
+	DURATION=$(stream_duration "$DURATION")
 	if hlsvmm bench hls --url http://127.0.0.1:17080 --clients "$CLIENTS" --duration "$DURATION" --ramp "${SEGMENT}s" --json \
 		--progress none >"$OUT/hls.json" 2>"$OUT/hls.err"; then
 		pass "$CLIENTS HLS clients for $DURATION through 127.0.0.1:17080, zero errors: $(jq -r '"\(.segments.fetched) segments verified, \(.throughput.measured_mib_s*100|round/100) MiB/s, p99 \(.segment_latency.p99_ms|round) ms"' "$OUT/hls.json" 2>/dev/null)"

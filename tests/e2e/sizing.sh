@@ -11,7 +11,8 @@
 # 32, and the players' own checking competes with the guest for L1's CPUs. With 50 % of each, 300
 # clients saw 284 timeouts (6 s segments; the guest served ≈ 33 requests/s against 221 /ping/s),
 # so HLS_LINK_SHARE defaults to 15 %.
-SIZE_MEASURE=(--bytes 16MiB --latency-samples -1 --echo none --rate-connections 32 --rate-requests 320)
+SIZE_CONNECTIONS=32
+SIZE_MEASURE=(--bytes 16MiB --latency-samples -1 --echo none --rate-connections "$SIZE_CONNECTIONS" --rate-requests $((10 * SIZE_CONNECTIONS)))
 #
 #   size_stream LINK_MIBS REQUESTS_PER_S CLIENTS   sets
 #     BITRATE  (bits/s): CLIENTS x BITRATE = HLS_LINK_SHARE (15) % of the guest→host MiB/s,
@@ -27,8 +28,15 @@ size_stream() {
 	s=$(awk -v r="$rps" -v c="$clients" -v sh="$share" 'BEGIN{if (r <= 0) {print 2; exit}; s = c * 2 / (r * sh / 100); s = (s == int(s)) ? s : int(s) + 1; print (s < 2 ? 2 : s)}')
 	BITRATE=$b SEGMENT=$s STREAM_NOTE=
 	if [ "$b" -lt "$max" ] || [ "$s" -gt 2 ]; then
-		STREAM_NOTE="the guest moves ≈ $mibs MiB/s guest→host and serves ≈ $rps requests/s over 32 connections here: stream scaled to $((b / 1000)) kbit/s with ${s} s segments so that $clients clients need ${share} % of each; on a KVM host it is $((max / 1000000)) Mbit/s with 2 s segments"
+		STREAM_NOTE="the guest moves ≈ $mibs MiB/s guest→host and serves ≈ $rps requests/s over $SIZE_CONNECTIONS connections here: stream scaled to $((b / 1000)) kbit/s with ${s} s segments so that $clients clients need ${share} % of each; on a KVM host it is $((max / 1000000)) Mbit/s with 2 s segments"
 	fi
+}
+
+# stream_duration DURATION: DURATION (Go syntax, e.g. 30s), or three of size_stream's SEGMENTs if
+# that is longer, so that every player follows the live edge for a few segments.
+stream_duration() {
+	local d=${1%s}
+	if [[ $d =~ ^[0-9]+$ ]] && [ "$d" -lt $((3 * SEGMENT)) ]; then echo "$((3 * SEGMENT))s"; else echo "$1"; fi
 }
 
 # size_from_json FILE CLIENTS: size_stream from a `bench datapath --json` result of SIZE_MEASURE.
