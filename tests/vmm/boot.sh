@@ -45,7 +45,10 @@ reader=$!
 cleanup() {
 	exec 3>&- 2>/dev/null
 	kill $reader 2>/dev/null
-	kill $pid 2>/dev/null && wait $pid 2>/dev/null
+	kill $pid 2>/dev/null || return 0
+	for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+	kill -9 $pid 2>/dev/null
+	wait $pid 2>/dev/null
 }
 trap cleanup EXIT
 
@@ -56,6 +59,9 @@ else
 	fail "no HLSVMM-GUEST-READY on the TCP console"
 	tail -n 40 "$OUT/console.log" | sed 's/^/  | /'
 	sed 's/^/  | /' "$OUT/hlsvmm.err"
+	echo "  hlsvmm's threads (count, name, state, CPU ticks, wchan):"
+	tb_threads $pid | sed 's/^/  | /'
+	dmesg | tail -n 20 | sed 's/^/  L1 | /'
 	exit 1
 fi
 tb_phase_end
