@@ -57,7 +57,7 @@ testbed-storage-sum: ## issue 7's 9p read-through (sha256sum of STORAGE_BIG_MIB 
 	STORAGE_BIG_MIB=$${STORAGE_BIG_MIB:-48} HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-2400} \
 		HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} STORAGE_BIG_MIB" tests/storage/assets .cache/testbed/storage
 	STORAGE_BIG_MIB=$${STORAGE_BIG_MIB:-48} HLSVMM_TESTBED_TIMEOUT=$${HLSVMM_TESTBED_TIMEOUT:-2400} \
-		HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} STORAGE_BIG_MIB SUM_VMMS SUM_TIMEOUT SUM_SAMPLE ST_VCPUS" tests/testbed/run tests/storage/sum.sh
+		HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} STORAGE_BIG_MIB SUM_VMMS SUM_TIMEOUT SUM_SAMPLE SUM_TRACE ST_VCPUS ST_CMDLINE_BASE" tests/testbed/run tests/storage/sum.sh
 
 testbed-net: ## issue 4's datapath checks in the test bed (both datapaths: ping, /health, 256 MiB each way, 50 clients, driver reload, own-CPU ratio; make test runs them with 64 MiB)
 	NET_BYTES=$${NET_BYTES:-256MiB} HLSVMM_TESTBED_ENV="$${HLSVMM_TESTBED_ENV:-} NET_BYTES" \

@@ -5,7 +5,8 @@
 # script samples the VMM's threads (state, wchan, CPU ticks) every SUM_SAMPLE (15) s. Prints the time
 # each took, whether the guest logged RCU stalls or soft lockups, and hlsvmm's 9p metrics.
 #   tests/testbed/run tests/storage/sum.sh        (make testbed-storage-sum)
-# Settings: SUM_VMMS ("qemu hlsvmm"), SUM_TIMEOUT (900 s), ST_VCPUS (2), STORAGE_BIG_MIB (assets).
+# Settings: SUM_VMMS ("qemu hlsvmm"), SUM_TIMEOUT (900 s), ST_VCPUS (2), STORAGE_BIG_MIB (assets),
+# SUM_TRACE=1 (each sample also traces L1's KVM for the VMM for a second: tb_kvm_trace).
 set -uo pipefail
 . "$HLSVMM_REPO/tests/testbed/lib.sh"
 . "$HLSVMM_REPO/tests/storage/lib.sh"
@@ -40,6 +41,7 @@ for vmm in $VMMS; do
 			tb_threads "$ST_PID" | sed 's/^/    /'
 			[ "$vmm" != hlsvmm ] || curl -fsS --max-time 5 "http://$METRICS/metrics" 2>/dev/null |
 				grep -E '^hlsvmm_(9p_|virtio_queue_|vcpu_exits_total)' | grep -v ' 0$' | head -n 20 | sed 's/^/    /'
+			[ -z "${SUM_TRACE:-}" ] || tb_kvm_trace "$ST_PID" 1
 		fi
 		sleep 1
 	done

@@ -79,6 +79,38 @@ tb_threads() {
 	done | sort | uniq -c
 }
 
+# tb_kvm_trace PID [SECS]: what L1's KVM does for process PID's threads over SECS (1) seconds: the
+# kvm trace events, counted by event and, for kvm_exit, by vCPU, reason and guest RIP (a vCPU that
+# makes no progress shows one exit at one RIP over and over), then each thread's kernel stack when
+# it is not empty. Needs tracefs (mounted here if it is not). Turning trace events on and off
+# patches L1's kernel text on every CPU: one 200 MiB 9p run that sampled this way wedged L1 during
+# a sample, so it is opt-in (SUM_TRACE in tests/storage/sum.sh).
+tb_kvm_trace() {
+	local pid=$1 secs=${2:-1} t=/sys/kernel/tracing task
+	[ -d $t/events/kvm ] || mount -t tracefs nodev $t 2>/dev/null || { echo "tb_kvm_trace: no tracefs"; return 1; }
+	[ -d $t/events/kvm ] || { echo "tb_kvm_trace: no kvm trace events"; return 1; }
+	: >$t/trace
+	ls /proc/"$pid"/task >$t/set_event_pid || return 1
+	echo 1 >$t/events/kvm/enable
+	sleep "$secs"
+	echo 0 >$t/events/kvm/enable
+	: >$t/set_event_pid
+	awk '/^#/ { next }
+		{ for (i = 1; i <= NF; i++) if ($i ~ /^kvm_[a-z_0-9]*:$/) break
+		  if (i > NF) next
+		  key = $i
+		  if (key == "kvm_exit:") { for (j = i; j <= NF; j++) { if ($j == "vcpu") v = $(j+1); if ($j == "reason") r = $(j+1); if ($j == "rip") p = $(j+1) }
+		                           key = key " vcpu " v " " r " rip " p }
+		  n[key]++; total++ }
+		END { printf "    %d kvm events in the trace\n", total; for (k in n) printf "%8d %s\n", n[k], k }' $t/trace | sort -rn | head -n 16
+	: >$t/trace
+	for task in /proc/"$pid"/task/*; do
+		[ -s "$task/stack" ] || continue
+		grep -q . "$task/stack" || continue
+		echo "    stack of $(cat "$task/comm") ($(basename "$task")):"; sed 's/^/      /' "$task/stack"
+	done
+}
+
 # vhost_worker PID: print the name of the vhost-net kernel worker serving process PID, if any.
 # The worker is named after the thread that issued VHOST_SET_OWNER ("vhost-TID"; on 6.1 a kthread,
 # on 6.4+ a task of the process), which need not be the main thread: try every thread.
