@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/storage/boot.sh — hlsvmm boots a NixOS-like guest from a read-only store, in the test bed:
-#   tests/testbed/run tests/storage/boot.sh       (part of make testbed-test; assets: tests/storage/assets)
+#   tests/testbed/run tests/storage/boot.sh       (make testbed-storage, part of make test; assets: tests/storage/assets)
 # (a) store disk: --disk store.erofs,ro (erofs labelled nix-store); a NixOS-like stage 1 finds it by
 #     label, mounts it read-only and switch_roots into the system → HLSVMM-GUEST-READY; writes to the
 #     file system and to /dev/vda fail; NixOS's init=/regInfo=/root=fstab reach the guest untouched;
@@ -13,7 +13,8 @@
 # (d) reboot=t: the disk boot of (a) runs with reboot=t (NixOS's default) and ends with `reboot`
 #     (a triple fault) → hlsvmm exits 0. (Poweroff → 0 is tests/vmm/boot.sh's; each boot here costs
 #     minutes in the test bed, so there are two.)
-# STORAGE_BIG_MIB (assets, default 200) sizes the file of (c); make testbed-test passes it through.
+# STORAGE_BIG_MIB (assets, default 200; make testbed-storage: 48) sizes the file of (c);
+# STORAGE_9P_READ=0 leaves out the 9p read-through.
 # Bad input: a missing disk, an unaligned image, a missing share → one line, non-zero, no VM.
 set -uo pipefail
 # Serve the image and the share from L1's memory, not from L1's own 9p view of the outer root:
@@ -122,7 +123,7 @@ if st_start share "stage1.store=9p reboot=k $ST_NIXOS_PARAMS" --share "$ST_TREE:
 		tb_phase 9p-read
 		check_sum "(c) 9p"
 	else
-		echo "NOTE: (c) 9p read-through not run (STORAGE_9P_READ=0): the guest stalls in it (RCU stalls, soft lockup), an open bug"
+		echo "NOTE: (c) 9p read-through not run (STORAGE_9P_READ=0)"
 	fi
 	tb_phase 9p-reboot
 	printf 'reboot\n' >&3
