@@ -38,7 +38,7 @@ else echo "hls: link ≈ $mibs MiB/s, $rps requests/s ($src): $clients × 2 Mbit
 d=$(stream_duration "$duration")
 [ "$d" = "$duration" ] || { duration=$d; echo "hls: load duration $duration (three segments)"; }
 
-files=() problems=()
+labels=() files=() problems=() # labels[i] names files[i] (labels contain "=")
 for v in $variants; do
 	label=$(bench_label "$v") || exit 2
 	tb_phase "$v boot (hls)"
@@ -50,13 +50,16 @@ for v in $variants; do
 	rc=0
 	hlsvmm bench hls --url http://127.0.0.1:17080 --clients "$clients" --duration "$duration" --ramp "${segment}s" --json --progress lines \
 		>"$BENCH_OUT/hls-$v.json" || rc=$?
-	[ $rc -le 1 ] && [ -s "$BENCH_OUT/hls-$v.json" ] && files+=("$label=$BENCH_OUT/hls-$v.json")
+	[ $rc -le 1 ] && [ -s "$BENCH_OUT/hls-$v.json" ] && { labels+=("$label"); files+=("$BENCH_OUT/hls-$v.json"); }
 	[ $rc = 0 ] || problems+=("$label: bench hls exit $rc: $(jq -r '.failures|join("; ")' "$BENCH_OUT/hls-$v.json" 2>/dev/null)")
 	bench_stop
 	[[ $v == qemu-* ]] && hlsvmm network teardown --tap "$BENCH_TAP" >/dev/null 2>&1
 done
 tb_phase_end
 
+for f in "${files[@]}"; do
+	jq -e '.segments.fetched' "$f" >/dev/null || problems+=("$f: not a bench hls result")
+done
 # Side by side: one column per variant, the ratio of the last to the first.
 if [ ${#files[@]} -gt 0 ]; then
 	{
@@ -65,14 +68,14 @@ if [ ${#files[@]} -gt 0 ]; then
 		echo
 		row() { # row NAME JQ-EXPR [lower|higher]
 			local name=$1 expr=$2 better=${3:-} vals=() f first last ratio
-			for f in "${files[@]}"; do vals+=("$(jq -r "$expr" "${f#*=}")"); done
+			for f in "${files[@]}"; do vals+=("$(jq -r "$expr" "$f")"); done
 			first=${vals[0]} last=${vals[${#vals[@]}-1]}
 			ratio=$(awk -v a="$first" -v b="$last" 'BEGIN{ if (a+0 == 0) print (b+0 == 0 ? "1.00" : "—"); else printf "%.2f", b/a }')
 			printf '| %s | %s | %s |\n' "$name" "$(IFS='|'; echo "${vals[*]}" | sed 's/|/ | /g')" "$ratio${better:+ ($better is better)}"
 		}
 		hdr="| |" sep="|---|"
-		for f in "${files[@]}"; do hdr="$hdr ${f%%=*} |"; sep="$sep---:|"; done
-		[ ${#files[@]} -gt 1 ] && { hdr="$hdr ${files[${#files[@]}-1]%%=*} / ${files[0]%%=*} |"; sep="$sep---:|"; } || { hdr="$hdr ratio |"; sep="$sep---:|"; }
+		for l in "${labels[@]}"; do hdr="$hdr $l |"; sep="$sep---:|"; done
+		[ ${#files[@]} -gt 1 ] && { hdr="$hdr ${labels[-1]} / ${labels[0]} |"; sep="$sep---:|"; } || { hdr="$hdr ratio |"; sep="$sep---:|"; }
 		echo "$hdr"; echo "$sep"
 		row "segments verified" '.segments.fetched' higher
 		row "throughput MiB/s" '.throughput.measured_mib_s*100|round/100' higher
