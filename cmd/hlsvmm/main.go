@@ -72,10 +72,18 @@ func usageError(c *cli.Context, err error, _ bool) error {
 			name = " " + l.Command.Name + name
 		}
 	}
-	// The library names flags with one dash ("flag -vcpus"); hlsvmm's
-	// messages and help use two.
-	msg := strings.Replace(err.Error(), " -", " --", 1)
-	return exitWith(2, fmt.Errorf("%s (hlsvmm%s --help lists the flags)", msg, name))
+	return exitWith(2, fmt.Errorf("%s (hlsvmm%s --help lists the flags)", twoDashes(err.Error()), name))
+}
+
+// twoDashes rewrites the flag package's messages, which name flags with one
+// dash ("for flag -vcpus"), the way hlsvmm's messages and help name them.
+// Only the flag name is rewritten, never the value the user gave.
+func twoDashes(msg string) string {
+	return strings.NewReplacer(
+		"for flag -", "for flag --",
+		"not defined: -", "not defined: --",
+		"needs an argument: -", "needs an argument: --",
+	).Replace(msg)
 }
 
 func main() {

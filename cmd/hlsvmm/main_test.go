@@ -15,6 +15,8 @@ func TestUsageErrorIsOneLine(t *testing.T) {
 	}{
 		{[]string{"run", "--vcpus", "many"}, `invalid value "many" for flag --vcpus: parse error (hlsvmm run --help lists the flags)`},
 		{[]string{"bench", "hls", "--clients", "x"}, `(hlsvmm bench hls --help lists the flags)`},
+		{[]string{"run", "--vcpus", "a -b"}, `invalid value "a -b" for flag --vcpus: parse error`},
+		{[]string{"run", "--vcpus"}, `flag needs an argument: --vcpus`},
 		{[]string{"network", "setup", "--nope"}, `flag provided but not defined: --nope (hlsvmm network setup --help lists the flags)`},
 		{[]string{"--bogus"}, `flag provided but not defined: --bogus (hlsvmm --help lists the flags)`},
 	} {

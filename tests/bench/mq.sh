@@ -6,7 +6,8 @@
 #   hlsvmm --vhost on --queues 1
 # one after the other in the same L1, on one multi_queue TAP; `hlsvmm bench combine` prints the
 # table with ratios against QEMU. Settings: MQ_BYTES (32MiB per direction), MQ_SAMPLES (200
-# latency samples), MQ_QUEUES (4), MQ_TIMEOUT (3m per phase: a stalled flow fails the row). Results in $HLSVMM_OUT/bench/mq-*.json, mq-comparison.md.
+# latency samples), MQ_QUEUES (4), MQ_TIMEOUT (3m per phase: a stalled flow fails the row).
+# Results in $HLSVMM_OUT/bench/mq-*.json, mq-comparison.md.
 set -uo pipefail
 . "$HLSVMM_REPO/tests/bench/lib.sh"
 trap bench_stop EXIT

@@ -26,10 +26,7 @@ indent() { sed 's/^/  | /'; }
 pid= log=$OUT/console.log
 stop_vm() {
 	[ -n "$pid" ] || return 0
-	kill "$pid" 2>/dev/null
-	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	kill -9 "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
+	tb_stop "$pid"
 	pid=
 }
 trap stop_vm EXIT

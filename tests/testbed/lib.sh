@@ -69,6 +69,14 @@ wait_marker() {
 	awk -v a="$t0" -v b="$(tb_now)" 'BEGIN{printf "%.1f\n", b-a}'
 }
 
+# tb_stop PID: stop process PID (a VMM): SIGTERM, up to 10 s to exit, then SIGKILL; reap it.
+tb_stop() {
+	kill "$1" 2>/dev/null || return 0
+	for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+	kill -9 "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+}
+
 # tb_threads PID: the threads of process PID, one line per distinct "name state ticks wchan" with
 # its count (ticks = utime + stime). vCPU threads asleep in kvm_vcpu_block with a silent guest are a
 # halted guest never woken; one always running is a guest spinning.

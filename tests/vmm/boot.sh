@@ -45,10 +45,7 @@ reader=$!
 cleanup() {
 	exec 3>&- 2>/dev/null
 	kill $reader 2>/dev/null
-	kill $pid 2>/dev/null || return 0
-	for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-	kill -9 $pid 2>/dev/null
-	wait $pid 2>/dev/null
+	tb_stop $pid
 }
 trap cleanup EXIT
 
