@@ -10,6 +10,7 @@ package memory
 import (
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,6 +21,12 @@ const (
 	HoleStart uint64 = 3 << 30
 	HoleEnd   uint64 = 4 << 30
 )
+
+// HugeAlign is the alignment of every region's host mapping: a 2 MiB huge
+// page. KVM maps guest memory with huge pages only where the host address
+// and the guest-physical address agree modulo the huge page size, and an
+// anonymous mapping is only page-aligned unless asked (Linux before 6.7).
+const HugeAlign = 2 << 20
 
 // ErrOutOfRange is returned (wrapped) for any range not fully inside guest RAM.
 var ErrOutOfRange = errors.New("guest address range outside RAM")
@@ -42,7 +49,10 @@ type Memory struct {
 
 // New maps size bytes of guest RAM, leaving out the PCI hole. The mappings
 // are private, anonymous and MAP_NORESERVE and are never touched here, so
-// the host commits memory only as the guest uses it.
+// the host commits memory only as the guest uses it. Each starts on a
+// HugeAlign boundary (its guest-physical start is one too) and is advised
+// MADV_HUGEPAGE, as QEMU does, so that transparent huge pages back the
+// guest wherever the host has them.
 func New(size uint64) (*Memory, error) {
 	if size == 0 || size%uint64(unix.Getpagesize()) != 0 {
 		return nil, fmt.Errorf("guest memory size %d: must be a non-zero multiple of the page size", size)
@@ -53,8 +63,7 @@ func New(size uint64) (*Memory, error) {
 	}
 	m := &Memory{mapped: true}
 	for _, l := range layout {
-		b, err := unix.Mmap(-1, 0, int(l.size), unix.PROT_READ|unix.PROT_WRITE,
-			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+		b, err := mapAligned(l.size)
 		if err != nil {
 			m.Close()
 			return nil, fmt.Errorf("map %d MiB of guest memory at %#x: %w", l.size>>20, l.gpa, err)
@@ -62,6 +71,37 @@ func New(size uint64) (*Memory, error) {
 		m.regions = append(m.regions, Region{GuestPhys: l.gpa, Host: b})
 	}
 	return m, nil
+}
+
+// mapAligned maps size bytes of anonymous memory starting on a HugeAlign
+// boundary: it maps HugeAlign more than asked and unmaps the two ends.
+// Huge pages are advised; a kernel without them refuses the advice, which
+// changes nothing else.
+func mapAligned(size uint64) ([]byte, error) {
+	total := uintptr(size) + HugeAlign
+	p, err := unix.MmapPtr(-1, 0, nil, total, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return nil, err
+	}
+	base := uintptr(p)
+	start := (base + HugeAlign - 1) &^ (HugeAlign - 1)
+	end := start + uintptr(size)
+	if head := start - base; head > 0 {
+		if err := unix.MunmapPtr(p, head); err != nil {
+			unix.MunmapPtr(p, total)
+			return nil, fmt.Errorf("trim mapping to %d-byte alignment: %w", HugeAlign, err)
+		}
+	}
+	if tail := base + total - end; tail > 0 {
+		if err := unix.MunmapPtr(unsafe.Add(p, end-base), tail); err != nil {
+			unix.MunmapPtr(unsafe.Add(p, start-base), total-(start-base))
+			return nil, fmt.Errorf("trim mapping to %d-byte alignment: %w", HugeAlign, err)
+		}
+	}
+	b := unsafe.Slice((*byte)(unsafe.Add(p, start-base)), size)
+	_ = unix.Madvise(b, unix.MADV_HUGEPAGE) // EINVAL without CONFIG_TRANSPARENT_HUGEPAGE
+	return b, nil
 }
 
 // FromRegions wraps caller-owned host memory as guest RAM; Close does not
@@ -119,7 +159,7 @@ func (m *Memory) Close() error {
 	}
 	var errs []error
 	for _, r := range m.regions {
-		if err := unix.Munmap(r.Host); err != nil {
+		if err := unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(r.Host)), uintptr(len(r.Host))); err != nil {
 			errs = append(errs, fmt.Errorf("unmap guest memory at %#x: %w", r.GuestPhys, err))
 		}
 	}

@@ -2,7 +2,12 @@ package memory
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
 	"testing"
+	"unsafe"
 )
 
 func TestNewLeavesOutPCIHole(t *testing.T) {
@@ -85,4 +90,66 @@ func describe(rs []Region) [][2]uint64 {
 		out = append(out, [2]uint64{r.GuestPhys, r.End()})
 	}
 	return out
+}
+
+// TestNewMapsHugeAligned checks that each region's host mapping starts on a
+// huge page boundary, is exactly the region's size (the over-allocation was
+// trimmed) and carries MADV_HUGEPAGE ("hg" in smaps' VmFlags) where the
+// kernel has transparent huge pages.
+func TestNewMapsHugeAligned(t *testing.T) {
+	const size = 64 << 20
+	for range 4 { // a lucky aligned mmap would pass once
+		m, err := New(size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		host := m.Regions()[0].Host
+		addr := uintptr(unsafe.Pointer(unsafe.SliceData(host)))
+		if addr%HugeAlign != 0 {
+			t.Fatalf("region host address %#x is not %d-byte aligned", addr, HugeAlign)
+		}
+		vma, err := smapsEntry(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("Size: %d kB", size>>10); !strings.Contains(strings.Join(strings.Fields(vma), " "), want) {
+			t.Fatalf("mapping at %#x: want %q (trimmed to the region), smaps:\n%s", addr, want, vma)
+		}
+		if _, err := os.Stat("/sys/kernel/mm/transparent_hugepage/enabled"); err == nil && !regexp.MustCompile(`VmFlags:.* hg`).MatchString(vma) {
+			t.Fatalf("mapping at %#x is not advised MADV_HUGEPAGE, smaps:\n%s", addr, vma)
+		}
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := smapsEntry(addr); err == nil {
+			t.Fatalf("mapping at %#x still present after Close", addr)
+		}
+	}
+}
+
+// smapsEntry returns this process's /proc/self/smaps entry for the mapping
+// starting at addr.
+func smapsEntry(addr uintptr) (string, error) {
+	b, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		return "", err
+	}
+	prefix := fmt.Sprintf("%x-", addr)
+	var out []string
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			if in {
+				break
+			}
+			in = strings.HasPrefix(line, prefix)
+		}
+		if in {
+			out = append(out, line)
+		}
+	}
+	if len(out) == 0 {
+		return "", fmt.Errorf("no mapping starts at %#x", addr)
+	}
+	return strings.Join(out, "\n"), nil
 }
