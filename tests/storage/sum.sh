@@ -5,14 +5,15 @@
 # script samples the VMM's threads (state, wchan, CPU ticks) every SUM_SAMPLE (15) s. Prints the time
 # each took, whether the guest logged RCU stalls or soft lockups, and hlsvmm's 9p metrics.
 #   tests/testbed/run tests/storage/sum.sh        (make testbed-storage-sum)
-# Settings: SUM_VMMS ("qemu hlsvmm"), SUM_TIMEOUT (900 s), ST_VCPUS (2), STORAGE_BIG_MIB (assets),
+# Settings: SUM_VMMS ("qemu hlsvmm"), SUM_REPEAT (1: read-throughs per guest, until one fails),
+# SUM_TIMEOUT (900 s per read), ST_VCPUS (2), STORAGE_BIG_MIB (assets),
 # SUM_TRACE=1 (each sample also traces L1's KVM for the VMM for a second: tb_kvm_trace).
 set -uo pipefail
 . "$HLSVMM_REPO/tests/testbed/lib.sh"
 . "$HLSVMM_REPO/tests/storage/lib.sh"
 
 ST_COPY=1
-VMMS=${SUM_VMMS:-qemu hlsvmm} TIMEOUT=${SUM_TIMEOUT:-900} SAMPLE=${SUM_SAMPLE:-15}
+VMMS=${SUM_VMMS:-qemu hlsvmm} TIMEOUT=${SUM_TIMEOUT:-900} SAMPLE=${SUM_SAMPLE:-15} REPEAT=${SUM_REPEAT:-1}
 METRICS=127.0.0.1:17191
 trap st_stop EXIT
 st_prepare || tb_fail "storage assets"
@@ -25,36 +26,39 @@ for vmm in $VMMS; do
 	hlsvmm) st_start "sum-$vmm" "stage1.store=9p reboot=k $ST_NIXOS_PARAMS" --share "$ST_TREE:ro-store,ro" --metrics "$METRICS" ;;
 	*) tb_fail "SUM_VMMS: unknown VMM $vmm" ;;
 	esac || { echo "FAIL: $vmm: no HLSVMM-GUEST-READY"; failed=1; st_stop; continue; }
-	tb_phase "$vmm sha256sum"
-	t0=$(tb_now)
-	ST_N=$((ST_N + 1))
-	printf '%s; echo "END-%s-$((1+1))"\n' 'echo "BIGSUM=$(sha256sum /data/big | cut -d" " -f1)"' "$ST_N" >&3
-	next=$SAMPLE done=
-	while :; do
-		el=$(awk -v a="$t0" -v b="$(tb_now)" 'BEGIN{printf "%d", b-a}')
-		if tr -d '\r' <"$ST_CLIENT" | grep -aq "^END-$ST_N-2$"; then done=1; break; fi
-		kill -0 "$ST_PID" 2>/dev/null || break
-		((el < TIMEOUT)) || break
-		if ((el >= next)); then
-			next=$((next + SAMPLE))
-			echo "  $vmm at ${el}s: guest console $(grep -ac 'rcu_.*stall\|soft lockup' "$ST_CONSOLE") stall lines; threads (count name state ticks wchan):"
-			tb_threads "$ST_PID" | sed 's/^/    /'
-			[ "$vmm" != hlsvmm ] || curl -fsS --max-time 5 "http://$METRICS/metrics" 2>/dev/null |
-				grep -E '^hlsvmm_(9p_|virtio_queue_|vcpu_exits_total)' | grep -v ' 0$' | head -n 20 | sed 's/^/    /'
-			[ -z "${SUM_TRACE:-}" ] || tb_kvm_trace "$ST_PID" 1
+	for rep in $(seq "$REPEAT"); do
+		tb_phase "$vmm sha256sum $rep"
+		t0=$(tb_now)
+		ST_N=$((ST_N + 1))
+		printf '%s; echo "END-%s-$((1+1))"\n' 'echo "BIGSUM'$rep'=$(sha256sum /data/big | cut -d" " -f1)"' "$ST_N" >&3
+		next=$SAMPLE done=
+		while :; do
+			el=$(awk -v a="$t0" -v b="$(tb_now)" 'BEGIN{printf "%d", b-a}')
+			if tr -d '\r' <"$ST_CLIENT" | grep -aq "^END-$ST_N-2$"; then done=1; break; fi
+			kill -0 "$ST_PID" 2>/dev/null || break
+			((el < TIMEOUT)) || break
+			if ((el >= next)); then
+				next=$((next + SAMPLE))
+				echo "  $vmm at ${el}s: guest console $(grep -ac 'rcu_.*stall\|soft lockup' "$ST_CONSOLE") stall lines; threads (count name state ticks wchan):"
+				tb_threads "$ST_PID" | sed 's/^/    /'
+				[ "$vmm" != hlsvmm ] || curl -fsS --max-time 5 "http://$METRICS/metrics" 2>/dev/null |
+					grep -E '^hlsvmm_(9p_|virtio_queue_|vcpu_exits_total)' | grep -v ' 0$' | head -n 20 | sed 's/^/    /'
+				[ -z "${SUM_TRACE:-}" ] || tb_kvm_trace "$ST_PID" 1
+			fi
+			sleep 1
+		done
+		secs=$(awk -v a="$t0" -v b="$(tb_now)" 'BEGIN{printf "%.1f", b-a}')
+		stalls=$(grep -ac 'rcu_.*stall\|soft lockup' "$ST_CONSOLE")
+		got=$(st_value "BIGSUM$rep")
+		if [ -n "$done" ] && [ "$got" = "$ST_BIG_SHA" ]; then
+			echo "RESULT: $vmm: read $rep: sha256sum of $(($(stat -c %s "$ST_TREE/data/big") >> 20)) MiB over 9p in ${secs}s, sha256 matches; guest stall lines: $stalls"
+		else
+			echo "FAIL: $vmm: read $rep: sha256sum did not finish correctly after ${secs}s (got '$got'); guest stall lines: $stalls"
+			failed=1
+			grep -a -B2 -A12 'rcu_.*stall\|soft lockup' "$ST_CONSOLE" | head -n 60 | sed 's/^/  | /'
+			break
 		fi
-		sleep 1
 	done
-	secs=$(awk -v a="$t0" -v b="$(tb_now)" 'BEGIN{printf "%.1f", b-a}')
-	stalls=$(grep -ac 'rcu_.*stall\|soft lockup' "$ST_CONSOLE")
-	got=$(st_value BIGSUM)
-	if [ -n "$done" ] && [ "$got" = "$ST_BIG_SHA" ]; then
-		echo "RESULT: $vmm: sha256sum of $(($(stat -c %s "$ST_TREE/data/big") >> 20)) MiB over 9p in ${secs}s, sha256 matches; guest stall lines: $stalls"
-	else
-		echo "FAIL: $vmm: sha256sum did not finish correctly after ${secs}s (got '$got'); guest stall lines: $stalls"
-		failed=1
-		grep -a -B2 -A12 'rcu_.*stall\|soft lockup' "$ST_CONSOLE" | head -n 60 | sed 's/^/  | /'
-	fi
 	st_stop
 done
 tb_phase_end
