@@ -24,8 +24,8 @@ const (
 
 // HugeAlign is the alignment of every region's host mapping: a 2 MiB huge
 // page. KVM maps guest memory with huge pages only where the host address
-// and the guest-physical address agree modulo the huge page size, and an
-// anonymous mapping is only page-aligned unless asked (Linux before 6.7).
+// and the guest-physical address agree modulo the huge page size, and mmap
+// promises an anonymous mapping no more than page alignment.
 const HugeAlign = 2 << 20
 
 // ErrOutOfRange is returned (wrapped) for any range not fully inside guest RAM.
