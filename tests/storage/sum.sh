@@ -19,6 +19,44 @@ trap st_stop EXIT
 st_prepare || tb_fail "storage assets"
 failed=0
 
+# sample VMM ELAPSED: the guest's stall lines so far, the VMM's threads, hlsvmm's 9p metrics and,
+# with SUM_TRACE, a second of L1's KVM trace.
+sample() {
+	echo "  $1 at ${2}s: guest console $(grep -ac 'rcu_.*stall\|soft lockup' "$ST_CONSOLE") stall lines; threads (count name state ticks wchan):"
+	tb_threads "$ST_PID" | sed 's/^/    /'
+	[ "$1" != hlsvmm ] || curl -fsS --max-time 5 "http://$METRICS/metrics" 2>/dev/null |
+		grep -E '^hlsvmm_(9p_|virtio_queue_|vcpu_exits_total)' | grep -v ' 0$' | head -n 20 | sed 's/^/    /'
+	[ -z "${SUM_TRACE:-}" ] || tb_kvm_trace "$ST_PID" 1
+}
+
+# read_through VMM REP: sha256sum /data/big in the running guest, sampling every SAMPLE seconds;
+# prints RESULT or FAIL and returns 1 on a failure.
+read_through() {
+	local vmm=$1 rep=$2 t0 el next=$SAMPLE done= secs stalls got
+	tb_phase "$vmm sha256sum $rep"
+	t0=$(tb_now)
+	ST_N=$((ST_N + 1))
+	printf '%s; echo "END-%s-$((1+1))"\n' 'echo "BIGSUM'"$rep"'=$(sha256sum /data/big | cut -d" " -f1)"' "$ST_N" >&3
+	while :; do
+		el=$(awk -v a="$t0" -v b="$(tb_now)" 'BEGIN{printf "%d", b-a}')
+		if tr -d '\r' <"$ST_CLIENT" | grep -aq "^END-$ST_N-2$"; then done=1; break; fi
+		kill -0 "$ST_PID" 2>/dev/null || break
+		((el < TIMEOUT)) || break
+		if ((el >= next)); then next=$((next + SAMPLE)); sample "$vmm" "$el"; fi
+		sleep 1
+	done
+	secs=$(awk -v a="$t0" -v b="$(tb_now)" 'BEGIN{printf "%.1f", b-a}')
+	stalls=$(grep -ac 'rcu_.*stall\|soft lockup' "$ST_CONSOLE")
+	got=$(st_value "BIGSUM$rep")
+	if [ -n "$done" ] && [ "$got" = "$ST_BIG_SHA" ]; then
+		echo "RESULT: $vmm: read $rep: sha256sum of $(($(stat -c %s "$ST_TREE/data/big") >> 20)) MiB over 9p in ${secs}s, sha256 matches; guest stall lines: $stalls"
+		return 0
+	fi
+	echo "FAIL: $vmm: read $rep: sha256sum did not finish correctly after ${secs}s (got '$got'); guest stall lines: $stalls"
+	grep -a -B2 -A12 'rcu_.*stall\|soft lockup' "$ST_CONSOLE" | head -n 60 | sed 's/^/  | /'
+	return 1
+}
+
 for vmm in $VMMS; do
 	tb_phase "$vmm boot"
 	case $vmm in
@@ -27,37 +65,7 @@ for vmm in $VMMS; do
 	*) tb_fail "SUM_VMMS: unknown VMM $vmm" ;;
 	esac || { echo "FAIL: $vmm: no HLSVMM-GUEST-READY"; failed=1; st_stop; continue; }
 	for rep in $(seq "$REPEAT"); do
-		tb_phase "$vmm sha256sum $rep"
-		t0=$(tb_now)
-		ST_N=$((ST_N + 1))
-		printf '%s; echo "END-%s-$((1+1))"\n' 'echo "BIGSUM'$rep'=$(sha256sum /data/big | cut -d" " -f1)"' "$ST_N" >&3
-		next=$SAMPLE done=
-		while :; do
-			el=$(awk -v a="$t0" -v b="$(tb_now)" 'BEGIN{printf "%d", b-a}')
-			if tr -d '\r' <"$ST_CLIENT" | grep -aq "^END-$ST_N-2$"; then done=1; break; fi
-			kill -0 "$ST_PID" 2>/dev/null || break
-			((el < TIMEOUT)) || break
-			if ((el >= next)); then
-				next=$((next + SAMPLE))
-				echo "  $vmm at ${el}s: guest console $(grep -ac 'rcu_.*stall\|soft lockup' "$ST_CONSOLE") stall lines; threads (count name state ticks wchan):"
-				tb_threads "$ST_PID" | sed 's/^/    /'
-				[ "$vmm" != hlsvmm ] || curl -fsS --max-time 5 "http://$METRICS/metrics" 2>/dev/null |
-					grep -E '^hlsvmm_(9p_|virtio_queue_|vcpu_exits_total)' | grep -v ' 0$' | head -n 20 | sed 's/^/    /'
-				[ -z "${SUM_TRACE:-}" ] || tb_kvm_trace "$ST_PID" 1
-			fi
-			sleep 1
-		done
-		secs=$(awk -v a="$t0" -v b="$(tb_now)" 'BEGIN{printf "%.1f", b-a}')
-		stalls=$(grep -ac 'rcu_.*stall\|soft lockup' "$ST_CONSOLE")
-		got=$(st_value "BIGSUM$rep")
-		if [ -n "$done" ] && [ "$got" = "$ST_BIG_SHA" ]; then
-			echo "RESULT: $vmm: read $rep: sha256sum of $(($(stat -c %s "$ST_TREE/data/big") >> 20)) MiB over 9p in ${secs}s, sha256 matches; guest stall lines: $stalls"
-		else
-			echo "FAIL: $vmm: read $rep: sha256sum did not finish correctly after ${secs}s (got '$got'); guest stall lines: $stalls"
-			failed=1
-			grep -a -B2 -A12 'rcu_.*stall\|soft lockup' "$ST_CONSOLE" | head -n 60 | sed 's/^/  | /'
-			break
-		fi
+		read_through "$vmm" "$rep" || { failed=1; break; }
 	done
 	st_stop
 done
