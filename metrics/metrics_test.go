@@ -460,6 +460,35 @@ func TestIndexPage(t *testing.T) {
 	}
 }
 
+func TestDebugPages(t *testing.T) {
+	r, err := NewRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := listen(t, r)
+	base := "http://" + s.Addr().String()
+	if code, _ := get(t, base+"/debug/virtio"); code != http.StatusNotFound {
+		t.Fatalf("GET /debug/virtio before HandleDebug: %d, want 404", code)
+	}
+	calls := 0
+	s.HandleDebug("virtio", func() any {
+		calls++
+		return []struct {
+			Slot string `json:"slot"`
+		}{{Slot: fmt.Sprintf("00:%02x.0", calls)}}
+	})
+	for i := 1; i <= 2; i++ {
+		code, body := get(t, base+"/debug/virtio")
+		if want := fmt.Sprintf(`"slot": "00:%02x.0"`, i); code != http.StatusOK || !strings.Contains(body, want) {
+			t.Fatalf("GET /debug/virtio #%d: %d %q, want %s", i, code, body, want)
+		}
+	}
+	code, body := get(t, base+"/debug/pprof/goroutine?debug=2")
+	if code != http.StatusOK || !strings.Contains(body, "goroutine ") {
+		t.Fatalf("GET goroutine dump: %d %.200q", code, body)
+	}
+}
+
 func TestListenPortInUse(t *testing.T) {
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,12 +1,14 @@
 package metrics
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -23,9 +25,12 @@ type ServerOptions struct {
 }
 
 // Server serves a Registry over HTTP: /metrics in the Prometheus
-// exposition formats and a short page at /.
+// exposition formats, a short page at /, Go's profiles under /debug/pprof/
+// (goroutine?debug=2 shows where every goroutine waits) and whatever
+// HandleDebug adds under /debug/.
 type Server struct {
 	ln   net.Listener
+	mux  *http.ServeMux
 	srv  *http.Server
 	done chan struct{} // closed when Serve has returned
 	log  *slog.Logger
@@ -66,6 +71,9 @@ func Listen(addr string, r *Registry, opts *ServerOptions) (*Server, error) {
 		Timeout:       10 * time.Second,
 	}))
 	mux.HandleFunc("GET /{$}", index)
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	s.mux = mux
 	s.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -78,6 +86,21 @@ func Listen(addr string, r *Registry, opts *ServerOptions) (*Server, error) {
 		}
 	}()
 	return s, nil
+}
+
+// HandleDebug serves state() as indented JSON at /debug/NAME, e.g. the
+// virtio devices' queues. NAME is a single path segment; call it once per
+// name.
+func (s *Server) HandleDebug(name string, state func() any) {
+	s.mux.HandleFunc("GET /debug/"+name, func(w http.ResponseWriter, _ *http.Request) {
+		b, err := json.MarshalIndent(state(), "", "  ")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(append(b, '\n'))
+	})
 }
 
 // Addr is the address the server listens on (with the port the kernel
@@ -102,6 +125,8 @@ func index(w http.ResponseWriter, _ *http.Request) {
 <title>hlsvmm</title>
 <h1>hlsvmm</h1>
 <p>Prometheus metrics of this VM: <a href="/metrics">/metrics</a></p>
+<p>Its virtio devices and queues: <a href="/debug/virtio">/debug/virtio</a></p>
+<p>Go profiles of hlsvmm: <a href="/debug/pprof/">/debug/pprof/</a></p>
 `)
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/hlsvmm/hlsvmm/internal/uapi"
 	"github.com/hlsvmm/hlsvmm/kernel"
 	"github.com/hlsvmm/hlsvmm/metrics/exits"
+	virtiopci "github.com/hlsvmm/hlsvmm/virtio/pci"
 	"github.com/hlsvmm/hlsvmm/vmm/memory"
 	"github.com/hlsvmm/hlsvmm/vmm/pcibus"
 	"golang.org/x/sys/unix"
@@ -103,14 +104,15 @@ type MachineOptions struct {
 // the legacy platform and PCI bus 0 (host bridge only until AddVirtio adds
 // devices). Other devices are added on VM().PIO()/MMIO() before Run.
 type Machine struct {
-	log    *slog.Logger
-	guest  *Guest
-	vm     *VM
-	vcpus  []*VCPU
-	runner *runner
-	com1   *serial.UART
-	pci    *pcibus.Bus
-	pciDev []io.Closer // virtio-pci transports, closed before the VM
+	log     *slog.Logger
+	guest   *Guest
+	vm      *VM
+	vcpus   []*VCPU
+	runner  *runner
+	com1    *serial.UART
+	pci     *pcibus.Bus
+	pciDev  []*virtiopci.Transport // closed before the VM
+	pciSlot []int                  // pciDev[i]'s device number
 
 	runOnce   sync.Once
 	closeOnce sync.Once

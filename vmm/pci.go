@@ -22,6 +22,25 @@ func (m *Machine) AddVirtio(dev virtio.Device) (slot int, err error) {
 		return -1, fmt.Errorf("add virtio device type %d to PCI bus 0: %w", dev.ID(), err)
 	}
 	m.pciDev = append(m.pciDev, t)
+	m.pciSlot = append(m.pciSlot, slot)
 	m.log.Debug("virtio-pci device added", "type", dev.ID(), "slot", fmt.Sprintf("00:%02x.0", slot))
 	return slot, nil
+}
+
+// VirtioDevice is one virtio-pci device's state, as VirtioState reports it.
+type VirtioDevice struct {
+	Slot string `json:"slot"` // 00:NN.0
+	virtiopci.State
+}
+
+// VirtioState reports the state of every virtio device, in the order they
+// were added: for finding out why a guest waits on one. Safe to call from
+// any goroutine while the machine runs and after Close (the transports
+// then report no queues, so no guest memory is read).
+func (m *Machine) VirtioState() []VirtioDevice {
+	out := make([]VirtioDevice, 0, len(m.pciDev))
+	for i, t := range m.pciDev {
+		out = append(out, VirtioDevice{Slot: fmt.Sprintf("00:%02x.0", m.pciSlot[i]), State: t.State()})
+	}
+	return out
 }

@@ -42,11 +42,12 @@ func listenMetrics(addr string) (*runMetrics, error) {
 }
 
 // register hands the exporter the machine's, console's, network device's
-// and disks' counters.
+// and disks' counters, and the virtio devices' state for /debug/virtio.
 func (r *runMetrics) register(m *vmm.Machine, con *console.Console, spec console.Spec, nd *netDevice, devs *guestDevices) error {
 	if r == nil {
 		return nil
 	}
+	r.srv.HandleDebug("virtio", func() any { return m.VirtioState() })
 	errs := []error{r.reg.SetVCPUExits(m.VCPUExits)}
 	if spec.Kind == console.KindTCP {
 		errs = append(errs, r.reg.SetConsole(con.Stats))

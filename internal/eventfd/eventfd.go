@@ -104,6 +104,28 @@ func (e *EventFD) Clear() (bool, error) {
 	}
 }
 
+// Pending reports whether the counter is non-zero, without clearing it:
+// for diagnostics (a Call eventfd that stays set while its irqfd is
+// attached means KVM is not listening).
+func (e *EventFD) Pending() (bool, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.fd < 0 {
+		return false, fmt.Errorf("poll eventfd: %w", os.ErrClosed)
+	}
+	fds := []unix.PollFd{{Fd: int32(e.fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, 0)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return false, fmt.Errorf("poll eventfd: %w", err)
+		}
+		return n > 0 && fds[0].Revents&unix.POLLIN != 0, nil
+	}
+}
+
 // Close releases the descriptor and wakes any goroutine in Wait. It is
 // idempotent.
 func (e *EventFD) Close() error {

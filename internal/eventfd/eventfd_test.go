@@ -116,6 +116,31 @@ func TestPollerOnlyAfterWait(t *testing.T) {
 	}
 }
 
+func TestPendingDoesNotClear(t *testing.T) {
+	e, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if set, err := e.Pending(); err != nil || set {
+		t.Fatalf("Pending on fresh eventfd = %v, %v", set, err)
+	}
+	if err := e.Signal(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if set, err := e.Pending(); err != nil || !set {
+			t.Fatalf("Pending after Signal = %v, %v", set, err)
+		}
+	}
+	if set, err := e.Clear(); err != nil || !set {
+		t.Fatalf("Clear after Pending = %v, %v: Pending consumed the signal", set, err)
+	}
+	if set, err := e.Pending(); err != nil || set {
+		t.Fatalf("Pending after Clear = %v, %v", set, err)
+	}
+}
+
 func TestUseAfterClose(t *testing.T) {
 	e, err := New()
 	if err != nil {
@@ -132,6 +157,9 @@ func TestUseAfterClose(t *testing.T) {
 	}
 	if _, err := e.Wait(); !errors.Is(err, os.ErrClosed) {
 		t.Errorf("Wait after Close = %v", err)
+	}
+	if _, err := e.Pending(); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Pending after Close = %v", err)
 	}
 	if e.Fd() != -1 {
 		t.Errorf("Fd after Close = %d", e.Fd())
