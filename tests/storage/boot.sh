@@ -42,13 +42,13 @@ sha_before=$(sha256sum <"$ST_IMG" | cut -d' ' -f1)
 check_sum() {
 	local t0 secs got
 	t0=$(tb_now)
-	if st_cmd 'echo "BIGSUM=$(sha256sum /data/big | cut -d" " -f1)"' 900; then
+	if st_cmd_bg 'echo "BIGSUM=$(sha256sum /data/big | cut -d" " -f1)"' 900; then
 		got=$(st_value BIGSUM)
 		secs=$(awk -v a="$t0" -v b="$(tb_now)" 'BEGIN{printf "%.1f", b-a}')
 		[ "$got" = "$ST_BIG_SHA" ] && pass "$1: $(($(stat -c %s "$ST_TREE/data/big") >> 20)) MiB read in the guest, sha256 matches the host's (${secs}s)" ||
 			fail "$1: guest sha256 '$got', host $ST_BIG_SHA"
 	else
-		fail "$1: sha256sum in the guest did not finish"; dump
+		fail "$1: sha256sum in the guest did not finish"; st_hang_report hlsvmm; dump
 	fi
 }
 

@@ -5,6 +5,7 @@
 ST=${ST_DIR:-/tmp/storage}           # L1-local (tmpfs): the combined initrd, and with ST_COPY=1 copies of
                                      # store.erofs, tree/, secret-outside (else the assets are used in place)
 ST_PORT=${ST_PORT:-17022}
+ST_METRICS=${ST_METRICS:-127.0.0.1:17191} # hlsvmm's --metrics: /metrics, /debug/virtio, /debug/pprof/
 ST_OUT=${HLSVMM_OUT:-/tmp}
 # What a NixOS guest passes: hlsvmm must hand it to the kernel untouched.
 ST_NIXOS_PARAMS="init=/sbin/init regInfo=/nix/store/0123456789abcdfghijklmnpqrsvwxyz-closure-info/registration root=fstab"
@@ -32,6 +33,7 @@ st_prepare() {
 # st_start NAME CMDLINE-EXTRA HLSVMM-ARGS...: start hlsvmm with the storage guest, console on TCP
 # ST_PORT (client output in $ST_OUT/NAME.client, console log NAME.console, stderr NAME.err); waits for
 # HLSVMM-GUEST-READY (ST_BOOT_TIMEOUT, 600 s). Sets ST_PID and fd 3 (the console connection).
+# Metrics and debug pages on ST_METRICS, for st_hang_report.
 # --net none: the storage guest needs no network (the reference QEMU has none either), and hlsvmm's
 # default --net bridge would set up and tear down the host network around every boot.
 st_start() {
@@ -41,7 +43,7 @@ st_start() {
 	ST_CLIENT=$ST_OUT/$name.client ST_CONSOLE=$ST_OUT/$name.console ST_ERR=$ST_OUT/$name.err
 	hlsvmm run --kernel "$HLSVMM_KERNEL" --initrd "$ST/initrd" --mem "${ST_MEM:-1024}" --vcpus "${ST_VCPUS:-2}" \
 		--cmdline "$ST_CMDLINE_BASE $extra" --serial "tcp:127.0.0.1:$ST_PORT" --serial-log "$ST_CONSOLE" \
-		--net none "$@" >"$ST_OUT/$name.out" 2>"$ST_ERR" &
+		--net none --metrics "$ST_METRICS" "$@" >"$ST_OUT/$name.out" 2>"$ST_ERR" &
 	ST_PID=$!
 	st_connect
 }
@@ -76,8 +78,24 @@ st_stop() {
 st_cmd() {
 	ST_N=$((ST_N + 1))
 	printf '%s; echo "END-%s-$((1+1))"\n' "$1" "$ST_N" >&3
+	st_wait_end "$1" "${2:-60}"
+}
+# st_cmd_bg CMD [TIMEOUT]: st_cmd with CMD in a background job of the guest's shell, which stays
+# free for st_hang_report if CMD never ends.
+st_cmd_bg() {
+	st_type_bg "$1"
+	st_wait_end "$1" "${2:-60}"
+}
+# st_type_bg CMD: type CMD as a background job whose output, collected until it ends, starts on a
+# line of its own (the shell's prompt comes first), followed by the END tag.
+st_type_bg() {
+	ST_N=$((ST_N + 1))
+	printf '( o=$( %s 2>&1 ); printf "\\n%%s\\n" "$o"; echo "END-%s-$((1+1))" ) &\n' "$1" "$ST_N" >&3
+}
+# st_wait_end CMD TIMEOUT: wait for the END tag of the last command typed.
+st_wait_end() {
 	local i
-	for i in $(seq $((${2:-60} * 10))); do
+	for i in $(seq $(($2 * 10))); do
 		tr -d '\r' <"$ST_CLIENT" | grep -aq "^END-$ST_N-2$" && return 0
 		if ! kill -0 "$ST_PID" 2>/dev/null; then
 			echo "st_cmd: the VMM exited while waiting for END-$ST_N of: $1 ($(grep -a 'guest stopped' "$ST_ERR" | tail -n 1))" >&2
@@ -85,7 +103,7 @@ st_cmd() {
 		fi
 		sleep 0.1
 	done
-	echo "st_cmd: no END-$ST_N after ${2:-60}s for: $1" >&2
+	echo "st_cmd: no END-$ST_N after ${2}s for: $1" >&2
 	return 1
 }
 # st_out: the output of the last st_cmd (lines after its echo up to its END tag).
@@ -97,6 +115,27 @@ st_out() {
 }
 # st_value KEY: the last KEY=VALUE line the guest printed.
 st_value() { tr -d '\r' <"$ST_CLIENT" | grep -a "^$1=" | tail -n 1 | cut -d= -f2-; }
+
+# st_hang_report VMM: what a guest stuck in a command shows, for a bug report. The guest's blocked
+# tasks (sysrq w, with the console loglevel raised) and its interrupt counts, through shell builtins
+# only (an exec could wait on the stuck device too); for hlsvmm also its virtio devices' queues and
+# doorbells (/debug/virtio), its 9p and queue counters and where each of its goroutines waits.
+st_hang_report() {
+	local mark
+	mark=$(wc -l <"$ST_CONSOLE")
+	echo "  hang report ($1):"
+	printf '%s\n' 'echo 8 >/proc/sys/kernel/printk; echo w >/proc/sysrq-trigger; while read -r l; do case $l in *CPU*|*virtio*|*PCI-MSI*) echo "IRQ: $l";; esac; done </proc/interrupts' >&3
+	sleep 5
+	echo "  | guest console after sysrq w and /proc/interrupts:"
+	tr -d '\r' <"$ST_CONSOLE" | tail -n +"$((mark + 1))" | head -n 150 | sed 's/^/  | /'
+	[ "$1" = hlsvmm ] && kill -0 "$ST_PID" 2>/dev/null || return 0
+	echo "  | hlsvmm /debug/virtio:"
+	curl -fsS --max-time 10 "http://$ST_METRICS/debug/virtio" 2>&1 | sed 's/^/  | /'
+	echo "  | hlsvmm 9p and queue counters:"
+	curl -fsS --max-time 10 "http://$ST_METRICS/metrics" 2>&1 | grep -E '^hlsvmm_(9p_|virtio_|blk_)' | sed 's/^/  | /'
+	echo "  | hlsvmm goroutines:"
+	curl -fsS --max-time 10 "http://$ST_METRICS/debug/pprof/goroutine?debug=2" 2>&1 | sed 's/^/  | /'
+}
 
 # st_wait_exit SECONDS: wait for the VMM to exit; sets ST_STATUS to its status (empty if it still
 # runs). Not in a $( ) subshell: only this shell can wait for its child.

@@ -14,7 +14,6 @@ set -uo pipefail
 
 ST_COPY=1
 VMMS=${SUM_VMMS:-qemu hlsvmm} TIMEOUT=${SUM_TIMEOUT:-900} SAMPLE=${SUM_SAMPLE:-15} REPEAT=${SUM_REPEAT:-1}
-METRICS=127.0.0.1:17191
 trap st_stop EXIT
 st_prepare || tb_fail "storage assets"
 failed=0
@@ -24,7 +23,7 @@ failed=0
 sample() {
 	echo "  $1 at ${2}s: guest console $(grep -ac 'rcu_.*stall\|soft lockup' "$ST_CONSOLE") stall lines; threads (count name state ticks wchan):"
 	tb_threads "$ST_PID" | sed 's/^/    /'
-	[ "$1" != hlsvmm ] || curl -fsS --max-time 5 "http://$METRICS/metrics" 2>/dev/null |
+	[ "$1" != hlsvmm ] || curl -fsS --max-time 5 "http://$ST_METRICS/metrics" 2>/dev/null |
 		grep -E '^hlsvmm_(9p_|virtio_queue_|vcpu_exits_total)' | grep -v ' 0$' | head -n 20 | sed 's/^/    /'
 	[ -z "${SUM_TRACE:-}" ] || tb_kvm_trace "$ST_PID" 1
 }
@@ -32,11 +31,10 @@ sample() {
 # read_through VMM REP: sha256sum /data/big in the running guest, sampling every SAMPLE seconds;
 # prints RESULT or FAIL and returns 1 on a failure.
 read_through() {
-	local vmm=$1 rep=$2 t0 el next=$SAMPLE done= secs stalls got
+	local vmm=$1 rep=$2 t0 el next=$SAMPLE done= secs stalls got what
 	tb_phase "$vmm sha256sum $rep"
 	t0=$(tb_now)
-	ST_N=$((ST_N + 1))
-	printf '%s; echo "END-%s-$((1+1))"\n' 'echo "BIGSUM'"$rep"'=$(sha256sum /data/big | cut -d" " -f1)"' "$ST_N" >&3
+	st_type_bg 'echo "BIGSUM'"$rep"'=$(sha256sum /data/big | cut -d" " -f1)"'
 	while :; do
 		el=$(awk -v a="$t0" -v b="$(tb_now)" 'BEGIN{printf "%d", b-a}')
 		if tr -d '\r' <"$ST_CLIENT" | grep -aq "^END-$ST_N-2$"; then done=1; break; fi
@@ -52,8 +50,10 @@ read_through() {
 		echo "RESULT: $vmm: read $rep: sha256sum of $(($(stat -c %s "$ST_TREE/data/big") >> 20)) MiB over 9p in ${secs}s, sha256 matches; guest stall lines: $stalls"
 		return 0
 	fi
-	echo "FAIL: $vmm: read $rep: sha256sum did not finish correctly after ${secs}s (got '$got'); guest stall lines: $stalls"
+	[ -n "$done" ] && what="finished, sha256 '$got' does not match" || what="did not finish"
+	echo "FAIL: $vmm: read $rep: sha256sum $what after ${secs}s; guest stall lines: $stalls"
 	grep -a -B2 -A12 'rcu_.*stall\|soft lockup' "$ST_CONSOLE" | head -n 60 | sed 's/^/  | /'
+	kill -0 "$ST_PID" 2>/dev/null && st_hang_report "$vmm"
 	return 1
 }
 
@@ -61,7 +61,7 @@ for vmm in $VMMS; do
 	tb_phase "$vmm boot"
 	case $vmm in
 	qemu) st_qemu_start "sum-$vmm" "stage1.store=9p reboot=k $ST_NIXOS_PARAMS" ;;
-	hlsvmm) st_start "sum-$vmm" "stage1.store=9p reboot=k $ST_NIXOS_PARAMS" --share "$ST_TREE:ro-store,ro" --metrics "$METRICS" ;;
+	hlsvmm) st_start "sum-$vmm" "stage1.store=9p reboot=k $ST_NIXOS_PARAMS" --share "$ST_TREE:ro-store,ro" ;;
 	*) tb_fail "SUM_VMMS: unknown VMM $vmm" ;;
 	esac || { echo "FAIL: $vmm: no HLSVMM-GUEST-READY"; failed=1; st_stop; continue; }
 	for rep in $(seq "$REPEAT"); do
