@@ -54,6 +54,7 @@ read_through() {
 	echo "FAIL: $vmm: read $rep: sha256sum $what after ${secs}s; guest stall lines: $stalls"
 	grep -a -B2 -A12 'rcu_.*stall\|soft lockup' "$ST_CONSOLE" | head -n 60 | sed 's/^/  | /'
 	kill -0 "$ST_PID" 2>/dev/null && st_hang_report "$vmm"
+	l2_timer_lost "$ST_PID" "$ST_CONSOLE" && tb_nested_fault "$vmm: the guest's read hung with a CPU whose timer never fired"
 	return 1
 }
 

@@ -13,8 +13,18 @@ TB_METRICS_PORT=9100
 tb_fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # tb_nested_fault MSG: print MSG and exit 126, which tests/testbed/run reports as a fault of the
-# nested emulation (and retries under HLSVMM_TESTBED_RETRIES). Only after l2_reset_early.
+# nested emulation (and retries under HLSVMM_TESTBED_RETRIES). Only after l2_reset_early or
+# l2_timer_lost.
 tb_nested_fault() { echo "NESTED-EMULATION FAULT: $*" >&2; exit 126; }
+
+# l2_timer_lost PID CONSOLE_LOG: true if the guest of the L2 VMM PID reported a CPU whose timer never
+# fired (RCU's "timer wakeup didn't happen") while none of the VMM's vCPU threads waited in the VMM
+# itself (a futex): the guest's LAPIC timer is KVM's, in L1's kernel, which no VMM code touches, so
+# the emulation lost it. Seen with QEMU's guest as with hlsvmm's (2026-11-30, 9p read-throughs).
+l2_timer_lost() {
+	grep -aq "timer wakeup didn't happen" "$2" || return 1
+	! tb_threads "$1" | grep -E '(vcpu[0-9]+|CPU [0-9]+/KVM) .*futex' >/dev/null
+}
 
 # l2_reset_early PID CONSOLE_LOG [VMM_LOG]: true if the L2 VMM PID has exited because its guest
 # reset before it was ready: the guest printed not one console byte, or hlsvmm's VMM_LOG says the
