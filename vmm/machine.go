@@ -17,7 +17,6 @@ import (
 	"github.com/hlsvmm/hlsvmm/internal/uapi"
 	"github.com/hlsvmm/hlsvmm/kernel"
 	"github.com/hlsvmm/hlsvmm/metrics/exits"
-	virtiopci "github.com/hlsvmm/hlsvmm/virtio/pci"
 	"github.com/hlsvmm/hlsvmm/vmm/memory"
 	"github.com/hlsvmm/hlsvmm/vmm/pcibus"
 	"golang.org/x/sys/unix"
@@ -104,15 +103,14 @@ type MachineOptions struct {
 // the legacy platform and PCI bus 0 (host bridge only until AddVirtio adds
 // devices). Other devices are added on VM().PIO()/MMIO() before Run.
 type Machine struct {
-	log     *slog.Logger
-	guest   *Guest
-	vm      *VM
-	vcpus   []*VCPU
-	runner  *runner
-	com1    *serial.UART
-	pci     *pcibus.Bus
-	pciDev  []*virtiopci.Transport // closed before the VM
-	pciSlot []int                  // pciDev[i]'s device number
+	log    *slog.Logger
+	guest  *Guest
+	vm     *VM
+	vcpus  []*VCPU
+	runner *runner
+	com1   *serial.UART
+	pci    *pcibus.Bus
+	pciDev []virtioFunction // closed before the VM
 
 	runOnce   sync.Once
 	closeOnce sync.Once
@@ -291,8 +289,8 @@ func (m *Machine) Close() error {
 		}
 		// Transports first: they detach their irqfds, ioeventfds and MSI
 		// routes from the VM and stop their devices' datapaths.
-		for _, t := range m.pciDev {
-			errs = append(errs, t.Close())
+		for _, f := range m.pciDev {
+			errs = append(errs, f.t.Close())
 		}
 		for _, c := range m.vcpus {
 			errs = append(errs, c.Close())

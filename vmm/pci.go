@@ -7,6 +7,12 @@ import (
 	virtiopci "github.com/hlsvmm/hlsvmm/virtio/pci"
 )
 
+// virtioFunction is a virtio device's transport and where it sits on bus 0.
+type virtioFunction struct {
+	t    *virtiopci.Transport
+	slot int
+}
+
 // AddVirtio plugs dev into PCI bus 0 behind a virtio-pci (modern, MSI-X)
 // transport and returns its device number (00:NN.0). The machine owns the
 // transport and closes it before the VM; the device itself stays the
@@ -21,8 +27,7 @@ func (m *Machine) AddVirtio(dev virtio.Device) (slot int, err error) {
 		t.Close()
 		return -1, fmt.Errorf("add virtio device type %d to PCI bus 0: %w", dev.ID(), err)
 	}
-	m.pciDev = append(m.pciDev, t)
-	m.pciSlot = append(m.pciSlot, slot)
+	m.pciDev = append(m.pciDev, virtioFunction{t: t, slot: slot})
 	m.log.Debug("virtio-pci device added", "type", dev.ID(), "slot", fmt.Sprintf("00:%02x.0", slot))
 	return slot, nil
 }
@@ -39,8 +44,8 @@ type VirtioDevice struct {
 // then report no queues, so no guest memory is read).
 func (m *Machine) VirtioState() []VirtioDevice {
 	out := make([]VirtioDevice, 0, len(m.pciDev))
-	for i, t := range m.pciDev {
-		out = append(out, VirtioDevice{Slot: fmt.Sprintf("00:%02x.0", m.pciSlot[i]), State: t.State()})
+	for _, f := range m.pciDev {
+		out = append(out, VirtioDevice{Slot: fmt.Sprintf("00:%02x.0", f.slot), State: f.t.State()})
 	}
 	return out
 }
