@@ -20,7 +20,7 @@ tb_nested_fault() { echo "NESTED-EMULATION FAULT: $*" >&2; exit 126; }
 # l2_timer_lost PID CONSOLE_LOG: true if the guest of the L2 VMM PID reported a CPU whose timer never
 # fired (RCU's "timer wakeup didn't happen") while none of the VMM's vCPU threads waited in the VMM
 # itself (a futex): the guest's LAPIC timer is KVM's, in L1's kernel, which no VMM code touches, so
-# the emulation lost it. Seen with QEMU's guest as with hlsvmm's (2026-11-30, 9p read-throughs).
+# the emulation lost it. Seen with QEMU's guest in a 9p read-through (2026-11-30).
 l2_timer_lost() {
 	grep -aq "timer wakeup didn't happen" "$2" || return 1
 	! tb_threads "$1" | grep -E '(vcpu[0-9]+|CPU [0-9]+/KVM) .*futex' >/dev/null
