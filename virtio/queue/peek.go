@@ -24,24 +24,19 @@ type Rings struct {
 // queue's configuration (the transport) can show them while another
 // goroutine, or vhost-net, serves the queue. It only reads.
 func Peek(mem *memory.Memory, cfg virtio.QueueConfig) (Rings, error) {
-	n := uint64(cfg.Size)
-	if n == 0 || n > MaxSize || n&(n-1) != 0 {
-		return Rings{}, fmt.Errorf("peek queue %d: %w: %d", cfg.Index, ErrSize, n)
+	if err := checkSize(cfg); err != nil {
+		return Rings{}, fmt.Errorf("peek: %w", err)
 	}
-	avail, err := newRing(mem, cfg.Driver, 6+2*n)
+	avail, used, err := mapRings(mem, cfg)
 	if err != nil {
-		return Rings{}, fmt.Errorf("peek queue %d: driver ring: %w", cfg.Index, err)
-	}
-	used, err := newRing(mem, cfg.Device, 6+UsedElemSize*n)
-	if err != nil {
-		return Rings{}, fmt.Errorf("peek queue %d: device ring: %w", cfg.Index, err)
+		return Rings{}, fmt.Errorf("peek: %w", err)
 	}
 	return Rings{
 		AvailFlags: avail.load16(0),
 		AvailIdx:   avail.load16(2),
-		UsedEvent:  avail.load16(4 + 2*int(n)),
+		UsedEvent:  avail.load16(usedEventOff(cfg.Size)),
 		UsedFlags:  used.load16(0),
 		UsedIdx:    used.load16(2),
-		AvailEvent: used.load16(4 + UsedElemSize*int(n)),
+		AvailEvent: used.load16(availEventOff(cfg.Size)),
 	}, nil
 }

@@ -102,10 +102,10 @@ func New(mem *memory.Memory, cfg virtio.QueueConfig, features uint64) (*Queue, e
 		indirect: virtio.HasFeature(features, virtio.FeatureIndirectDesc),
 		eventIdx: virtio.HasFeature(features, virtio.FeatureEventIdx),
 	}
-	n := uint64(cfg.Size)
-	if n == 0 || n > MaxSize || n&(n-1) != 0 {
-		return nil, fmt.Errorf("queue %d: %w: %d (want a power of two up to %d)", cfg.Index, ErrSize, n, MaxSize)
+	if err := checkSize(cfg); err != nil {
+		return nil, err
 	}
+	n := uint64(cfg.Size)
 	for _, a := range []struct {
 		name  string
 		addr  uint64
@@ -119,11 +119,8 @@ func New(mem *memory.Memory, cfg virtio.QueueConfig, features uint64) (*Queue, e
 	if q.desc, err = mem.Slice(cfg.Desc, DescSize*n); err != nil {
 		return nil, fmt.Errorf("queue %d: %w: descriptor table: %w", cfg.Index, ErrRing, err)
 	}
-	if q.avail, err = newRing(mem, cfg.Driver, 6+2*n); err != nil {
-		return nil, fmt.Errorf("queue %d: driver ring: %w", cfg.Index, err)
-	}
-	if q.used, err = newRing(mem, cfg.Device, 6+UsedElemSize*n); err != nil {
-		return nil, fmt.Errorf("queue %d: device ring: %w", cfg.Index, err)
+	if q.avail, q.used, err = mapRings(mem, cfg); err != nil {
+		return nil, err
 	}
 	// The device owns the used ring: start from a clean state in case the
 	// driver left garbage in it.
@@ -133,9 +130,36 @@ func New(mem *memory.Memory, cfg virtio.QueueConfig, features uint64) (*Queue, e
 	return q, nil
 }
 
-// Offsets of the event fields.
-func (q *Queue) usedEventOff() int  { return 4 + 2*int(q.size) }
-func (q *Queue) availEventOff() int { return 4 + UsedElemSize*int(q.size) }
+// checkSize refuses a queue size that is not a power of two up to MaxSize.
+func checkSize(cfg virtio.QueueConfig) error {
+	n := uint64(cfg.Size)
+	if n == 0 || n > MaxSize || n&(n-1) != 0 {
+		return fmt.Errorf("queue %d: %w: %d (want a power of two up to %d)", cfg.Index, ErrSize, n, MaxSize)
+	}
+	return nil
+}
+
+// Ring layout (virtio 1.2 §2.7.6, §2.7.8): flags, idx, ring[size], then
+// the event field (used_event in the driver ring, avail_event in the
+// device ring).
+func driverRingLen(size uint16) uint64 { return 6 + 2*uint64(size) }
+func deviceRingLen(size uint16) uint64 { return 6 + UsedElemSize*uint64(size) }
+func usedEventOff(size uint16) int     { return 4 + 2*int(size) }
+func availEventOff(size uint16) int    { return 4 + UsedElemSize*int(size) }
+
+// mapRings returns host views of the driver and device rings cfg places.
+func mapRings(mem *memory.Memory, cfg virtio.QueueConfig) (avail, used ring, err error) {
+	if avail, err = newRing(mem, cfg.Driver, driverRingLen(cfg.Size)); err != nil {
+		return ring{}, ring{}, fmt.Errorf("queue %d: driver ring: %w", cfg.Index, err)
+	}
+	if used, err = newRing(mem, cfg.Device, deviceRingLen(cfg.Size)); err != nil {
+		return ring{}, ring{}, fmt.Errorf("queue %d: device ring: %w", cfg.Index, err)
+	}
+	return avail, used, nil
+}
+
+func (q *Queue) usedEventOff() int  { return usedEventOff(q.size) }
+func (q *Queue) availEventOff() int { return availEventOff(q.size) }
 
 // pending reads the avail index and returns how many chains the driver has
 // made available beyond the ones already popped.
